@@ -1,0 +1,49 @@
+/* tch_trainer: owns the Student (and, with the Teacher, the Teacher), their optimisers,
+ * the RNG streams, the metrics and the step loop. Built from an env and a config. */
+#ifndef TEACHER_TRAINER_H
+#define TEACHER_TRAINER_H
+#include <stddef.h>
+#include <stdint.h>
+#include "teacher/status.h"
+#include "teacher/config.h"
+#include "teacher/env.h"
+#include "teacher/policy.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tch_trainer tch_trainer;
+
+/* Called every `every_n_steps` completed steps; a non-zero return makes
+ * tch_trainer_step return TCH_STOPPED after the current step. */
+typedef int (*tch_progress_fn)(void *user, const tch_trainer *t, uint64_t step);
+
+/* The trainer retains env and copies c (c may be NULL for defaults). */
+TCH_API tch_status tch_trainer_create(tch_env *env, const tch_config *c, tch_trainer **out);
+TCH_API tch_trainer *tch_trainer_retain(tch_trainer *t);
+TCH_API void tch_trainer_free(tch_trainer *t);
+
+TCH_API tch_status tch_trainer_set_progress(tch_trainer *t, tch_progress_fn fn, void *user,
+                                            uint64_t every_n_steps);
+/* Runs n_steps gradient steps. On an error the failing step is rolled back (weights,
+ * optimiser and counters as before it) and the error returned. */
+TCH_API tch_status tch_trainer_step(tch_trainer *t, uint64_t n_steps);
+/* Samples n fresh Student objects (no exploration) and updates the eval.* metrics. */
+TCH_API tch_status tch_trainer_evaluate(tch_trainer *t, size_t n_samples);
+
+/* Metrics by name: "step", "loss.student", "logz.student", "l1", "modes", "reward_calls",
+ * "grad_steps", "eval.l1", "eval.modes"... NaN when not (yet) defined; TCH_E_ARG for an
+ * unknown name. tch_trainer_next_metric(t, NULL) is the first name, NULL after the last. */
+TCH_API tch_status tch_trainer_metric(const tch_trainer *t, const char *name, double *out);
+TCH_API const char *tch_trainer_next_metric(const tch_trainer *t, const char *prev);
+
+/* Borrowed handles: valid while the trainer lives (tch_*_retain to keep them longer). */
+TCH_API tch_status tch_trainer_get_student(tch_trainer *t, tch_policy **borrowed);
+TCH_API tch_status tch_trainer_get_env(tch_trainer *t, tch_env **borrowed);
+TCH_API tch_status tch_trainer_get_config(tch_trainer *t, const tch_config **borrowed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TEACHER_TRAINER_H */

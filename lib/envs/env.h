@@ -1,0 +1,62 @@
+/* Environments, internal view. A tch_env wraps either host callbacks (discrete.c) or a
+ * built-in environment that implements the same callbacks in C (builtin/hypergrid.c), plus
+ * optional exact-target extras (enumeration of the terminal set, modes). The adaptor
+ * checks everything the host returns before the library uses it. */
+#ifndef TCHI_ENV_H
+#define TCHI_ENV_H
+#include "core/core.h"
+#include "teacher/env.h"
+
+typedef enum tchi_env_kind { TCHI_ENV_DISCRETE = 1, TCHI_ENV_ENERGY = 2 } tchi_env_kind;
+
+/* Exact target of an env that can enumerate its terminal set X. Indices are 0..n-1. */
+typedef struct tchi_exact_target {
+  size_t n;                  /* |X| */
+  int32_t *states;           /* n x state_dim */
+  double *log_r;             /* n */
+  double *p;                 /* n, normalised target p*(x) = R(x) / sum R */
+  uint8_t *is_mode;          /* n */
+  size_t n_modes;
+  /* Maps a terminal state to its index in X, or -1 if it is not in X. */
+  int64_t (*index_of)(const struct tch_env *e, const int32_t *state);
+} tchi_exact_target;
+
+struct tch_env {
+  tchi_ref ref;
+  tchi_env_kind kind;
+  tch_discrete_env_desc d;   /* copy of the host descriptor (s0/vocab point to our copies) */
+  int32_t *s0;
+  uint32_t *vocab;           /* NULL when the host provides features */
+  uint32_t *vocab_off;       /* one-hot offset of each position */
+  uint32_t in_dim;           /* network input width: feat_dim or sum(vocab) */
+  tchi_exact_target *exact;  /* NULL unless enumerable */
+  void *builtin;             /* built-in env's own data (freed by builtin_free) */
+  void (*builtin_free)(void *);
+  /* Scratch for mask checks (grown on demand). */
+  uint8_t *scratch_mask;
+  size_t scratch_cap;
+};
+
+/* Checked wrappers around the callbacks. Masks: every row must allow at least one forward
+ * action; bwd may be NULL. log_reward: NaN/Inf -> TCH_E_NUMERIC naming the row, unless
+ * clip_min is finite (then NaN/-Inf -> clip_min and values below are raised to it). */
+tch_status tchi_env_step(tch_env *e, size_t n, const int32_t *s, const int32_t *a, int32_t *out);
+tch_status tchi_env_backward_step(tch_env *e, size_t n, const int32_t *s, const int32_t *a,
+                                  int32_t *out);
+tch_status tchi_env_masks(tch_env *e, size_t n, const int32_t *s, uint8_t *fwd, uint8_t *bwd);
+tch_status tchi_env_log_reward(tch_env *e, size_t n, const int32_t *s, double clip_min,
+                               double *out);
+/* Network input: if the env has host features, writes n x in_dim floats into feat and sets
+ * *use_onehot = 0. Otherwise writes n x state_dim one-hot indices into idx (offset per
+ * position, -1 for padding) and sets *use_onehot = 1. */
+tch_status tchi_env_encode(tch_env *e, size_t n, const int32_t *s, float *feat, int32_t *idx,
+                           int *use_onehot);
+int tchi_env_is_s0(const tch_env *e, const int32_t *state);
+
+/* Generic constructor used by tch_env_create_discrete and the built-ins. */
+tch_status tchi_env_create_discrete(const tch_discrete_env_desc *d, tch_env **out);
+
+/* Hypergrid helpers used by tests (builtin/hypergrid.c). */
+double tchi_hypergrid_reward(uint32_t ndim, uint32_t horizon, double beta, const int32_t *s);
+
+#endif /* TCHI_ENV_H */
