@@ -30,6 +30,7 @@ struct tch_env {
   uint32_t *vocab_off;       /* one-hot offset of each position */
   uint32_t in_dim;           /* network input width: feat_dim or sum(vocab) */
   tchi_exact_target *exact;  /* NULL unless enumerable */
+  size_t default_num_empirical; /* reference's L1 window for this env (0: library default) */
   void *builtin;             /* built-in env's own data (freed by builtin_free) */
   void (*builtin_free)(void *);
   /* Scratch for mask checks (grown on demand). */
@@ -55,6 +56,16 @@ int tchi_env_is_s0(const tch_env *e, const int32_t *state);
 
 /* Generic constructor used by tch_env_create_discrete and the built-ins. */
 tch_status tchi_env_create_discrete(const tch_discrete_env_desc *d, tch_env **out);
+
+/* Exact targets (exact.c). Builds a target from n enumerated terminal states (n x
+ * state_dim) and their log-rewards: p = softmax(log_r) in double, modes = log_r >= max -
+ * 1e-12. Takes ownership of states and log_r (they are freed on failure too). NaN/+Inf in
+ * log_r, or all -Inf, is TCH_E_NUMERIC. */
+tch_status tchi_exact_target_create(size_t n, int32_t *states, double *log_r,
+                                    int64_t (*index_of)(const struct tch_env *e,
+                                                        const int32_t *state),
+                                    tchi_exact_target **out);
+void tchi_exact_target_free(tchi_exact_target *x);   /* NULL is a no-op */
 
 /* Hypergrid helpers used by tests (builtin/hypergrid.c). */
 double tchi_hypergrid_reward(uint32_t ndim, uint32_t horizon, double beta, const int32_t *s);

@@ -9,7 +9,7 @@
 #include "core/core.h"
 
 /* ---- gemm (gemm_blis.c, gemm_ref.c) ------------------------------------------------ */
-/* Row-major C (m x n) = alpha * op(A) * op(B) + beta * C, op = transpose if trans_* != 0.
+/* tchi_sgemm: row-major C (m x n) = alpha * op(A) * op(B) + beta * C, op = transpose if trans_* != 0.
  * lda/ldb/ldc are row strides of the stored matrices. */
 typedef struct tchi_gemm {
   const void *cntx_small;   /* BLIS cntx_t* for m < small_m (NULL = BLIS default) */
@@ -23,7 +23,7 @@ typedef struct tchi_gemm {
  * BLIS configuration name ("skx", "zen3", "zen2", "zen", "haswell", "generic"...).
  * TCH_E_ARG (with a message) if the name is unknown or the CPU lacks its instructions. */
 tch_status tchi_gemm_init(tchi_gemm *g, const char *kernel, int threads);
-void tchi_gemm(const tchi_gemm *g, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+void tchi_sgemm(const tchi_gemm *g, int trans_a, int trans_b, size_t m, size_t n, size_t k,
                float alpha, const float *a, size_t lda, const float *b, size_t ldb,
                float beta, float *c, size_t ldc);
 /* Naive triple loop with double accumulation: reference for tests only. */
@@ -45,6 +45,11 @@ typedef enum tchi_act {
 /* "leaky_relu" | "relu" | "gelu" | "silu" | "tanh" -> act; -1 if unknown. */
 int tchi_act_from_name(const char *name);
 const char *tchi_act_name(tchi_act a);
+/* y = act(x) elementwise over n floats (y == x allowed). */
+void tchi_act_forward(tchi_act a, size_t n, const float *x, float *y);
+/* dx = dy * act'(pre) elementwise (tanh uses post = act(pre)); dx == dy allowed. */
+void tchi_act_backward(tchi_act a, size_t n, const float *pre, const float *post,
+                       const float *dy, float *dx);
 
 /* ---- MLP (mlp.c) ------------------------------------------------------------------- */
 /* Linear -> act -> ... -> Linear (no activation after the last layer).

@@ -1,0 +1,83 @@
+/* Public entry points of tch_trainer: argument checks, then the trainer layer. */
+#include "trainer/trainer.h"
+
+#define CHECK_ARG(cond, ...) do { if (!(cond)) return tchi_fail(TCH_E_ARG, __VA_ARGS__); } while (0)
+
+tch_status tch_trainer_create(tch_env *env, const tch_config *c, tch_trainer **out)
+{
+  CHECK_ARG(out, "out is NULL");
+  *out = NULL;
+  CHECK_ARG(env, "env is NULL");
+  return tchi_trainer_create(env, c, out);
+}
+
+tch_trainer *tch_trainer_retain(tch_trainer *t)
+{
+  if (t) tchi_ref_inc(&t->ref);
+  return t;
+}
+
+void tch_trainer_free(tch_trainer *t) { tchi_trainer_release(t); }
+
+tch_status tch_trainer_set_progress(tch_trainer *t, tch_progress_fn fn, void *user,
+                                    uint64_t every_n_steps)
+{
+  CHECK_ARG(t, "trainer is NULL");
+  CHECK_ARG(!fn || every_n_steps > 0, "every_n_steps must be > 0");
+  t->progress = fn;
+  t->progress_user = user;
+  t->progress_every = every_n_steps;
+  return TCH_OK;
+}
+
+tch_status tch_trainer_step(tch_trainer *t, uint64_t n_steps)
+{
+  CHECK_ARG(t, "trainer is NULL");
+  return tchi_trainer_step(t, n_steps);
+}
+
+tch_status tch_trainer_evaluate(tch_trainer *t, size_t n_samples)
+{
+  CHECK_ARG(t, "trainer is NULL");
+  CHECK_ARG(n_samples > 0, "n_samples must be > 0");
+  return tchi_trainer_evaluate(t, n_samples);
+}
+
+tch_status tch_trainer_metric(const tch_trainer *t, const char *name, double *out)
+{
+  CHECK_ARG(t && name && out, "trainer, name and out are required");
+  return tchi_trainer_metric(t, name, out);
+}
+
+const char *tch_trainer_next_metric(const tch_trainer *t, const char *prev)
+{
+  (void)t;
+  return tchi_trainer_next_metric(prev);
+}
+
+tch_status tch_trainer_get_student(tch_trainer *t, tch_policy **borrowed)
+{
+  CHECK_ARG(borrowed, "out is NULL");
+  *borrowed = NULL;
+  CHECK_ARG(t, "trainer is NULL");
+  *borrowed = t->student;
+  return TCH_OK;
+}
+
+tch_status tch_trainer_get_env(tch_trainer *t, tch_env **borrowed)
+{
+  CHECK_ARG(borrowed, "out is NULL");
+  *borrowed = NULL;
+  CHECK_ARG(t, "trainer is NULL");
+  *borrowed = t->env;
+  return TCH_OK;
+}
+
+tch_status tch_trainer_get_config(tch_trainer *t, const tch_config **borrowed)
+{
+  CHECK_ARG(borrowed, "out is NULL");
+  *borrowed = NULL;
+  CHECK_ARG(t, "trainer is NULL");
+  *borrowed = t->cfg;
+  return TCH_OK;
+}

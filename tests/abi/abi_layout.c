@@ -1,0 +1,47 @@
+/* Prints the C layout of the public descriptor structs and the pinned enum values, one
+ * "name value" line each, for cffi_check.py to compare with what cffi parsed. */
+#include <stddef.h>
+#include <stdio.h>
+#include <teacher.h>
+
+#define FIELD(T, f) printf("offsetof %s.%s %zu\n", #T, #f, offsetof(T, f))
+#define CONST(c) printf("const %s %lld\n", #c, (long long)(c))
+
+int main(void)
+{
+  printf("sizeof tch_discrete_env_desc %zu\n", sizeof(tch_discrete_env_desc));
+  FIELD(tch_discrete_env_desc, struct_size);
+  FIELD(tch_discrete_env_desc, state_dim);
+  FIELD(tch_discrete_env_desc, n_actions);
+  FIELD(tch_discrete_env_desc, feat_dim);
+  FIELD(tch_discrete_env_desc, max_len);
+  FIELD(tch_discrete_env_desc, s0);
+  FIELD(tch_discrete_env_desc, step);
+  FIELD(tch_discrete_env_desc, backward_step);
+  FIELD(tch_discrete_env_desc, masks);
+  FIELD(tch_discrete_env_desc, log_reward);
+  FIELD(tch_discrete_env_desc, features);
+  FIELD(tch_discrete_env_desc, user);
+  FIELD(tch_discrete_env_desc, user_free);
+  FIELD(tch_discrete_env_desc, vocab);
+  FIELD(tch_discrete_env_desc, flags);
+  FIELD(tch_discrete_env_desc, cond_dim);
+  printf("sizeof tch_status %zu\n", sizeof(tch_status));
+  CONST(TCH_OK);
+  CONST(TCH_STOPPED);
+  CONST(TCH_E_ARG);
+  CONST(TCH_E_NOMEM);
+  CONST(TCH_E_STATE);
+  CONST(TCH_E_CONFIG);
+  CONST(TCH_E_CALLBACK);
+  CONST(TCH_E_NUMERIC);
+  CONST(TCH_E_IO);
+  CONST(TCH_E_VERSION);
+  CONST(TCH_E_INTERNAL);
+  CONST(TCH_PARAM_INT);
+  CONST(TCH_PARAM_DOUBLE);
+  CONST(TCH_PARAM_BOOL);
+  CONST(TCH_PARAM_STRING);
+  CONST(TCH_PARAM_ENUM);
+  return 0;
+}
