@@ -21,7 +21,7 @@ build() {  # dir, extra meson args...
 }
 
 echo "== build and fast suite"
-build build-test --buildtype=debugoptimized
+build build-test -Ddebug=true
 meson test -C build-test --suite fast --print-errorlogs --num-processes 2
 
 [ $quick -eq 1 ] && exit 0

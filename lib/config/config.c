@@ -461,7 +461,7 @@ tch_status tch_config_create(tch_config **out)
 {
   if (!out) return tchi_fail(TCH_E_ARG, "tch_config_create: out is NULL");
   *out = NULL;
-  tch_config *c;
+  tch_config *c = NULL;
   tch_status st = alloc_config(&c);
   if (st) return st;
   for (int i = 0; i < TCHI_N_PARAMS; i++) {
@@ -483,7 +483,7 @@ tch_status tch_config_clone(const tch_config *c, tch_config **out)
   if (!out) return tchi_fail(TCH_E_ARG, "tch_config_clone: out is NULL");
   *out = NULL;
   if (!c) return tchi_fail(TCH_E_ARG, "tch_config_clone: config is NULL");
-  tch_config *d;
+  tch_config *d = NULL;
   tch_status st = alloc_config(&d);
   if (st) return st;
   for (int i = 0; i < TCHI_N_PARAMS; i++) {

@@ -3,6 +3,7 @@
  * an env's callbacks. Everything the host returns is checked here before it is used. */
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include "envs/env.h"
 
@@ -142,6 +143,18 @@ tch_status tch_env_create_discrete(const tch_discrete_env_desc *d, tch_env **out
   return tchi_env_create_discrete(d, out);
 }
 
+
+/* A built-in env's callbacks only fail on states or actions that are not part of the env
+ * (the caller passed them in): report those as bad arguments, not as a host failure. */
+static tch_status callback_failed(const tch_env *e, int rc, const char *what)
+{
+  tch_status s = tchi_callback_fail(rc, what);
+  if (!e->builtin) return s;
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", tch_last_error());
+  return tchi_fail(TCH_E_ARG, "%s", msg);
+}
+
 tch_status tch_env_dims(const tch_env *e, uint32_t *state_dim, uint32_t *n_actions, uint32_t *max_len)
 {
   if (!e) return tchi_fail(TCH_E_ARG, "tch_env_dims: env is NULL");
@@ -172,7 +185,7 @@ static tch_status do_step(tch_env *e, tch_step_fn fn, const char *what, size_t n
   if (st != TCH_OK) return st;
   tchi_callback_error_reset();
   int rc = fn(e->d.user, n, s, a, out);
-  if (rc != 0) return tchi_callback_fail(rc, what);
+  if (rc != 0) return callback_failed(e, rc, what);
   return TCH_OK;
 }
 
@@ -211,7 +224,7 @@ tch_status tchi_env_masks(tch_env *e, size_t n, const int32_t *s, uint8_t *fwd, 
   if (bwd) memset(bwd, 0, bwd_bytes);
   tchi_callback_error_reset();
   int rc = e->d.masks(e->d.user, n, s, fwd, bwd);
-  if (rc != 0) return tchi_callback_fail(rc, "masks");
+  if (rc != 0) return callback_failed(e, rc, "masks");
   for (size_t r = 0; r < n; r++) {
     const uint8_t *row = fwd + r * na;
     size_t valid = 0;
@@ -242,7 +255,7 @@ tch_status tchi_env_log_reward(tch_env *e, size_t n, const int32_t *s, double cl
   for (size_t r = 0; r < n; r++) out[r] = NAN;   /* unwritten entries are caught below */
   tchi_callback_error_reset();
   int rc = e->d.log_reward(e->d.user, n, s, out);
-  if (rc != 0) return tchi_callback_fail(rc, "log_reward");
+  if (rc != 0) return callback_failed(e, rc, "log_reward");
   const int clip = isfinite(clip_min);
   for (size_t r = 0; r < n; r++) {
     double v = out[r];
@@ -281,7 +294,7 @@ tch_status tchi_env_encode(tch_env *e, size_t n, const int32_t *s, float *feat, 
     if (!feat) return tchi_fail(TCH_E_ARG, "encode: feat is NULL (env has host features)");
     tchi_callback_error_reset();
     int rc = e->d.features(e->d.user, n, s, feat);
-    if (rc != 0) return tchi_callback_fail(rc, "features");
+    if (rc != 0) return callback_failed(e, rc, "features");
     const size_t fd = e->d.feat_dim;
     for (size_t r = 0; r < n; r++)
       for (size_t j = 0; j < fd; j++)

@@ -13,6 +13,7 @@
  * skx), large m favours skx (164 at 128x256x256 against 105). */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "nn/nn.h"
 
 #pragma GCC diagnostic push
@@ -36,10 +37,30 @@
 
 /* Below this m, "auto" on AVX-512 machines uses the AVX2 context (see above). */
 #define TCHI_GEMM_SMALL_M 64
+/* Smaller products run on one thread whatever g->threads says: BLIS starts and joins its
+ * threads on every call and synchronises them with spin barriers, which costs more than a
+ * batch-16 layer (measured: 2 threads made 16x256x256 slower, and 10-1000x slower when the
+ * cores are oversubscribed). BLIS splits only the m/n loops, so the result bits are the
+ * same for any thread count. */
+#define TCHI_GEMM_MT_MIN_FLOPS (UINT64_C(1) << 24)
 
 static _Thread_local uint64_t gemm_flops;
+static _Thread_local int gemm_timing;
+static _Thread_local double gemm_seconds;
 
 uint64_t tchi_gemm_flops(void) { return gemm_flops; }
+
+void tchi_gemm_timing(int on) { gemm_timing = on; gemm_seconds = 0.0; }
+double tchi_gemm_seconds(void) { return gemm_seconds; }
+
+static double now_seconds(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void tchi_gemm_finalize_blis(void) { bli_finalize(); }
 
 /* ---- CPU features -------------------------------------------------------------------- */
 enum {
@@ -222,7 +243,8 @@ void tchi_sgemm(const tchi_gemm *g, int trans_a, int trans_b, size_t m, size_t n
                float beta, float *c, size_t ldc)
 {
   if (m == 0 || n == 0) return;
-  gemm_flops += 2u * (uint64_t)m * n * k;
+  uint64_t flops = 2u * (uint64_t)m * n * k;
+  gemm_flops += flops;
   if (k == 0) {   /* C = beta * C; beta == 0 overwrites (NaN-safe), as BLAS does */
     for (size_t i = 0; i < m; i++) {
       float *ci = c + i * ldc;
@@ -245,15 +267,17 @@ void tchi_sgemm(const tchi_gemm *g, int trans_a, int trans_b, size_t m, size_t n
   int threads = 1;
   if (g) {
     cx = m < g->small_m ? g->cntx_small : g->cntx_large;
-    threads = g->threads > 0 ? g->threads : 1;
+    threads = g->threads > 1 && flops >= TCHI_GEMM_MT_MIN_FLOPS ? g->threads : 1;
   }
   rntm_t rntm;
   bli_rntm_init(&rntm);
   bli_rntm_set_num_threads(threads, &rntm);
   float al = alpha, be = beta;
+  double t0 = gemm_timing ? now_seconds() : 0.0;
   bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                (dim_t)m, (dim_t)n, (dim_t)k, &al,
                (float *)a, (inc_t)lda, 1, (float *)b, (inc_t)ldb, 1,
                &be, c, (inc_t)ldc, 1, (cntx_t *)cx, &rntm);
+  if (gemm_timing) gemm_seconds += now_seconds() - t0;
 }

@@ -32,6 +32,14 @@ void tchi_gemm_ref(int trans_a, int trans_b, size_t m, size_t n, size_t k, float
                    float *c, size_t ldc);
 /* Floating-point operations counted by tchi_gemm on this thread (for benchmarks). */
 uint64_t tchi_gemm_flops(void);
+/* Benchmarks: time spent inside BLIS gemm calls on this thread (timing off by default;
+ * turning it on or off resets the total). */
+void tchi_gemm_timing(int on);
+double tchi_gemm_seconds(void);
+/* Test teardown only: bli_finalize(), which frees BLIS's packing pools (valgrind otherwise
+ * reports them as "possibly lost") and invalidates every tchi_gemm. Never call while any
+ * thread may use BLIS; a later tchi_gemm_init re-initialises BLIS. */
+void tchi_gemm_finalize_blis(void);
 
 /* ---- activations ------------------------------------------------------------------- */
 typedef enum tchi_act {

@@ -8,7 +8,8 @@ bld_inc=${2:?usage: check_headers.sh SRC_INCLUDE BUILD_INCLUDE [CC] [CXX]}
 cc=${3:-gcc}
 cxx=${4:-g++}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tch_headers.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' HUP INT PIPE TERM
 
 headers="teacher.h"
 for h in "$src_inc"/teacher/*.h; do

@@ -265,11 +265,12 @@ END_TEST
 
 /* ---- files --------------------------------------------------------------------------- */
 
-static char tmpdir[64];
+static char tmpdir[256];
 
 static void files_setup(void)
 {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/tch_life_XXXXXX");
+  const char *base = getenv("TMPDIR");
+  snprintf(tmpdir, sizeof tmpdir, "%s/tch_life_XXXXXX", base && *base ? base : "/tmp");
   ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
 
@@ -354,7 +355,7 @@ static uint32_t get_le32(const unsigned char *p)
 
 static void fix_crc(unsigned char *b, size_t n) { put_le32(b + n - 4, crc32_zlib(b, n - 4)); }
 
-/* A trained Student saved to dir/name; returns the trainer (caller frees) and env. */
+/* A trainer (caller frees) on a fresh 2-D grid (*env, caller frees) after `steps` steps. */
 static tch_trainer *trained(tch_env **env, uint64_t seed, uint64_t steps)
 {
   tch_config *c = small_config(seed);
@@ -382,7 +383,7 @@ START_TEST(save_load_round_trip)
   tch_trainer *t = trained(&env, 3, 10);
   tch_policy *p = NULL, *q = NULL;
   OK_CALL(tch_trainer_get_student(t, &p));
-  char path[128];
+  char path[320];
   snprintf(path, sizeof path, "%s/student.tchp", tmpdir);
   OK_CALL(tch_policy_save(p, path));
   ck_assert_int_eq(count_entries(tmpdir), 1);   /* no temp file left */
@@ -401,7 +402,7 @@ START_TEST(save_load_round_trip)
   double za = 0, zb = 1;
   size_t na = 0, nb = 1;
   /* re-save the loaded copy: identical bytes */
-  char path2[128];
+  char path2[320];
   snprintf(path2, sizeof path2, "%s/again.tchp", tmpdir);
   OK_CALL(tch_policy_save(q, path2));
   size_t n1, n2;
@@ -432,7 +433,7 @@ START_TEST(load_rejects_damaged_files)
   tch_trainer *t = trained(&env, 4, 3);
   tch_policy *p = NULL;
   OK_CALL(tch_trainer_get_student(t, &p));
-  char path[128], bad[128];
+  char path[320], bad[320];
   snprintf(path, sizeof path, "%s/good.tchp", tmpdir);
   snprintf(bad, sizeof bad, "%s/bad.tchp", tmpdir);
   OK_CALL(tch_policy_save(p, path));
@@ -511,7 +512,7 @@ START_TEST(failed_save_leaves_nothing)
   OK_CALL(tch_env_create_hypergrid(2, 8, 1.0, &env));
   tch_policy *p = NULL;
   OK_CALL(tch_policy_create(env, c, 1, &p));
-  char path[160], sub[128];
+  char path[320], sub[300];
 
   /* into a missing directory */
   snprintf(path, sizeof path, "%s/missing/p.tchp", tmpdir);
@@ -586,7 +587,7 @@ static void run_trainer(uint64_t seed, const char *path, run *r)
 
 START_TEST(same_seed_bit_identical)
 {
-  char pa[128], pb[128], pc[128];
+  char pa[320], pb[320], pc[320];
   snprintf(pa, sizeof pa, "%s/a.tchp", tmpdir);
   snprintf(pb, sizeof pb, "%s/b.tchp", tmpdir);
   snprintf(pc, sizeof pc, "%s/c.tchp", tmpdir);

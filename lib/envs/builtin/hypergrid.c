@@ -288,6 +288,9 @@ tch_status tch_env_create_hypergrid(uint32_t ndim, uint32_t horizon, double beta
   }
   e->builtin = g;
   e->builtin_free = hg_free;
+  /* The reference's L1 window (grid/trainer.py num_empirical_loss = -1). */
+  e->default_num_empirical = ndim == 2 ? (horizon <= 256 ? 10000 : 20000)
+                           : ndim == 4 ? (horizon <= 16 ? 10000 : 20000) : 20000;
 
   uint64_t cells = 1;
   for (uint32_t i = 0; i < ndim && cells <= HG_EXACT_MAX_CELLS; i++) cells *= horizon;
