@@ -44,7 +44,7 @@ static tch_status eval_reserve(tchi_eval *ev, size_t n, size_t rows, size_t sd, 
       return s;
     ev->cap_n = n;
   }
-  if ((s = grow(&ev->dout, &ev->cap_rows, rows * out_dim, sizeof(float), "output gradients")) ||
+  if ((s = grow(&ev->dout, &ev->cap_rows, rows * out_dim + TCHI_GEMM_PAD, sizeof(float), "output gradients")) ||
       (s = grow(&ev->rowstates, &ev->cap_rowstates, rows * sd, sizeof(int32_t), "state rows")) ||
       (s = grow(&ev->lp, &ev->cap_lp, na, sizeof(double), "log-probabilities")))
     return s;

@@ -128,7 +128,7 @@ static tch_status grow_encoding(tch_policy *p, size_t n)
   int32_t *idx = NULL;
   tch_status s;
   if (p->onehot) s = tchi_alloc_array(&idx, cap, p->state_dim * sizeof(int32_t), 0, "one-hot codes");
-  else s = tchi_alloc_array(&feat, cap, p->in_dim * sizeof(float), 0, "features");
+  else s = tchi_alloc_array(&feat, cap * p->in_dim + TCHI_GEMM_PAD, sizeof(float), 0, "features");
   if (s) return s;
   tchi_free(p->feat);
   tchi_free(p->idx);

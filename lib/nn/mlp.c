@@ -48,8 +48,8 @@ tch_status tchi_mlp_init(tchi_mlp *m, size_t n_layers, const size_t *dims, tchi_
   m->n_layers = n_layers;
   m->n_params = off;
   m->act = act;
-  tch_status s = tchi_alloc_array(&m->params, off, sizeof(float), 1, "mlp parameters");
-  if (s == TCH_OK) s = tchi_alloc_array(&m->grads, off, sizeof(float), 1, "mlp gradients");
+  tch_status s = tchi_alloc_array(&m->params, off + TCHI_GEMM_PAD, sizeof(float), 1, "mlp parameters");
+  if (s == TCH_OK) s = tchi_alloc_array(&m->grads, off + TCHI_GEMM_PAD, sizeof(float), 1, "mlp gradients");
   if (s != TCH_OK) tchi_mlp_destroy(m);
   return s;
 }
@@ -70,8 +70,8 @@ tch_status tchi_mlp_copy(tchi_mlp *dst, const tchi_mlp *src)
   if (s != TCH_OK) return s;
   *dst = *src;
   dst->params = dst->grads = NULL;
-  s = tchi_alloc_array(&dst->params, src->n_params, sizeof(float), 0, "mlp parameters");
-  if (s == TCH_OK) s = tchi_alloc_array(&dst->grads, src->n_params, sizeof(float), 0, "mlp gradients");
+  s = tchi_alloc_array(&dst->params, src->n_params + TCHI_GEMM_PAD, sizeof(float), 1, "mlp parameters");
+  if (s == TCH_OK) s = tchi_alloc_array(&dst->grads, src->n_params + TCHI_GEMM_PAD, sizeof(float), 1, "mlp gradients");
   if (s != TCH_OK) {
     tchi_mlp_destroy(dst);
     return s;
@@ -138,7 +138,7 @@ void tchi_mlp_ws_destroy(tchi_mlp_ws *ws)
 static tch_status ws_alloc(float **p, size_t count)
 {
   if (*p) return TCH_OK;
-  return tchi_alloc_array(p, count, sizeof(float), 0, "mlp workspace");
+  return tchi_alloc_array(p, count + TCHI_GEMM_PAD, sizeof(float), 0, "mlp workspace");
 }
 
 static tch_status ws_reserve(tchi_mlp_ws *ws, const tchi_mlp *m, size_t rows)

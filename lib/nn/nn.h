@@ -32,6 +32,10 @@ void tchi_gemm_ref(int trans_a, int trans_b, size_t m, size_t n, size_t k, float
                    float *c, size_t ldc);
 /* Floating-point operations counted by tchi_gemm on this thread (for benchmarks). */
 uint64_t tchi_gemm_flops(void);
+/* Slack (floats) to allocate after every matrix handed to BLIS: Debian's BLIS 0.9 sup
+ * kernels read up to one element past the end of A when k is not a multiple of 8
+ * (flame/blis#821, fixed upstream by PR #824). */
+#define TCHI_GEMM_PAD 16
 /* Benchmarks: time spent inside BLIS gemm calls on this thread (timing off by default;
  * turning it on or off resets the total). */
 void tchi_gemm_timing(int on);
