@@ -2,8 +2,11 @@
  * hypergrid and prints progress, the exact-target L1 and the modes found.
  *
  *   train_grid [--ndim D] [--horizon H] [--steps N] [--seed S] [--loss tb|db]
+ *              [--set key=value]...
  *
- * Defaults are the reference's (ndim 2, horizon 64, 6000 steps, batch 16, 2 x 256 MLP). */
+ * --set takes any configuration key (docs/config.md), e.g. --set teacher.enabled=true.
+ * Defaults are the reference's (ndim 2, horizon 64, batch 16, 2 x 256 MLP, and its step
+ * count for the grid and method: 6000 for on-policy TB). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,22 +39,28 @@ static int progress(void *user, const tch_trainer *t, uint64_t step)
   tch_trainer_metric(t, "l1", &l1);
   tch_trainer_metric(t, "modes", &modes);
   tch_trainer_metric(t, "modes.total", &total);
-  printf("step %6llu  loss %9.4f  log Z %8.4f  L1(train) %.3e  modes %4.0f/%-4.0f  %6.1f s\n",
-         (unsigned long long)step, loss, logz, l1, modes, total, now() - t0);
+  double calls;
+  tch_trainer_metric(t, "reward_calls", &calls);
+  printf("step %6llu  loss %9.4f  log Z %8.4f  L1(train) %.3e  modes %4.0f/%-4.0f  "
+         "reward calls %7.0f  %6.1f s\n",
+         (unsigned long long)step, loss, logz, l1, modes, total, calls, now() - t0);
   fflush(stdout);
   return 0;   /* non-zero would stop training */
 }
 
 int main(int argc, char **argv)
 {
-  long ndim = 2, horizon = 64, steps = 6000, seed = 0;
+  long ndim = 2, horizon = 64, steps = -1, seed = 0;
   const char *loss = "tb";
+  const char *sets[64];
+  int n_sets = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--ndim")) ndim = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--horizon")) horizon = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--steps")) steps = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--seed")) seed = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--loss")) loss = argv[i + 1];
+    else if (!strcmp(argv[i], "--set") && n_sets < 64) sets[n_sets++] = argv[i + 1];
     else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
   }
 
@@ -64,11 +73,32 @@ int main(int argc, char **argv)
   CHECK(tch_config_create(&cfg));
   CHECK(tch_config_set_int(cfg, "seed", seed));
   CHECK(tch_config_set_string(cfg, "student.loss", loss));
+  for (int i = 0; i < n_sets; i++) {
+    char key[128];
+    const char *eq = strchr(sets[i], '=');
+    if (!eq || (size_t)(eq - sets[i]) >= sizeof key) {
+      fprintf(stderr, "--set takes key=value, got '%s'\n", sets[i]);
+      return 2;
+    }
+    memcpy(key, sets[i], (size_t)(eq - sets[i]));
+    key[eq - sets[i]] = '\0';
+    CHECK(tch_config_set_from_string(cfg, key, eq + 1));
+  }
   CHECK(tch_trainer_create(env, cfg, &tr));
+  if (steps < 0) {
+    uint64_t planned;
+    CHECK(tch_trainer_planned_steps(tr, &planned));
+    steps = (long)planned;
+  }
   CHECK(tch_trainer_get_student(tr, &student));
   CHECK(tch_policy_gemm_kernel(student, &kernel));
+  tch_mixer *mixer = NULL;
+  const char *schedule = "";
+  CHECK(tch_trainer_get_mixer(tr, &mixer));
+  CHECK(tch_mixer_schedule(mixer, &schedule));
   printf("libteacher %s: deceptive hypergrid ndim %ld horizon %ld, %s, %ld steps, seed %ld, "
-         "BLIS kernel %s\n", tch_version_string(), ndim, horizon, loss, steps, seed, kernel);
+         "BLIS kernel %s\nbehaviour schedule: %s\n", tch_version_string(), ndim, horizon, loss,
+         steps, seed, kernel, schedule);
 
   double t0 = now();
   CHECK(tch_trainer_set_progress(tr, progress, &t0, steps >= 5 ? (uint64_t)steps / 5 : 1));

@@ -2,7 +2,7 @@
 # The whole default test suite from a fresh clone: install dependencies, build, test.
 #   scripts/test.sh            build in build-test/ and run the fast suite, then the same
 #                              suite under AddressSanitizer + UBSan, then valgrind on the
-#                              unit and fault suites
+#                              unit and fault suites and the short api tests
 #   scripts/test.sh --quick    only the first pass
 # The slow (statistical/reproduction) suite is separate: meson test -C build-test --suite slow
 set -euo pipefail
@@ -31,7 +31,9 @@ build build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=fal
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --suite fast --print-errorlogs --num-processes 2 --timeout-multiplier 4
 
-echo "== unit and fault suites under valgrind"
+echo "== unit and fault suites, and the short api tests, under valgrind"
+VG='valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --quiet'
 CK_FORK=no meson test -C build-test --suite unit --suite fault --print-errorlogs --num-processes 2 \
-  --timeout-multiplier 20 \
-  --wrapper 'valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --quiet'
+  --timeout-multiplier 20 --wrapper "$VG"
+CK_FORK=no meson test -C build-test test_args test_lifecycle example_custom_env --print-errorlogs \
+  --num-processes 2 --timeout-multiplier 20 --wrapper "$VG"

@@ -12,5 +12,7 @@
 #include "teacher/config.h"
 #include "teacher/env.h"
 #include "teacher/policy.h"
+#include "teacher/buffer.h"
+#include "teacher/mixer.h"
 #include "teacher/trainer.h"
 #endif /* TEACHER_TEACHER_H */

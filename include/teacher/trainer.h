@@ -8,6 +8,8 @@
 #include "teacher/config.h"
 #include "teacher/env.h"
 #include "teacher/policy.h"
+#include "teacher/buffer.h"
+#include "teacher/mixer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,7 +21,10 @@ typedef struct tch_trainer tch_trainer;
  * tch_trainer_step return TCH_STOPPED after the current step. */
 typedef int (*tch_progress_fn)(void *user, const tch_trainer *t, uint64_t step);
 
-/* The trainer retains env and copies c (c may be NULL for defaults). */
+/* The trainer retains env and copies c (c may be NULL for defaults). What it builds:
+ * a Student (student.*, nn.*), a Teacher when teacher.enabled, a replay buffer when
+ * buffer.enabled, local search when local_search.enabled, and the behaviour mixer
+ * (mixer.schedule "auto": the reference's alternation for that method). */
 TCH_API tch_status tch_trainer_create(tch_env *env, const tch_config *c, tch_trainer **out);
 TCH_API tch_trainer *tch_trainer_retain(tch_trainer *t);
 TCH_API void tch_trainer_free(tch_trainer *t);
@@ -29,12 +34,17 @@ TCH_API tch_status tch_trainer_set_progress(tch_trainer *t, tch_progress_fn fn, 
 /* Runs n_steps gradient steps. On an error the failing step is rolled back (weights,
  * optimiser and counters as before it) and the error returned. */
 TCH_API tch_status tch_trainer_step(tch_trainer *t, uint64_t n_steps);
+/* The number of steps a full run takes: train.steps, or when it is -1 the reference's
+ * default for the env and method (hypergrid only; TCH_E_CONFIG otherwise). */
+TCH_API tch_status tch_trainer_planned_steps(const tch_trainer *t, uint64_t *out);
 /* Samples n fresh Student objects (no exploration) and updates the eval.* metrics. */
 TCH_API tch_status tch_trainer_evaluate(tch_trainer *t, size_t n_samples);
 
-/* Metrics by name: "step", "loss.student", "logz.student", "l1", "modes", "reward_calls",
- * "grad_steps", "eval.l1", "eval.modes"... NaN when not (yet) defined; TCH_E_ARG for an
- * unknown name. tch_trainer_next_metric(t, NULL) is the first name, NULL after the last. */
+/* Metrics by name: "step", "loss.student", "logz.student", "loss.teacher", "logz.teacher",
+ * "l1" (empirical L1 of the last training visits), "modes" (modes visited so far),
+ * "reward_calls", "grad_steps", "buffer.size", "source" (0 student, 1 teacher, 2 buffer),
+ * "eval.l1", "eval.modes"... NaN when not (yet) defined; TCH_E_ARG for an unknown name.
+ * tch_trainer_next_metric(t, NULL) is the first name, NULL after the last. */
 TCH_API tch_status tch_trainer_metric(const tch_trainer *t, const char *name, double *out);
 TCH_API const char *tch_trainer_next_metric(const tch_trainer *t, const char *prev);
 
@@ -42,6 +52,18 @@ TCH_API const char *tch_trainer_next_metric(const tch_trainer *t, const char *pr
 TCH_API tch_status tch_trainer_get_student(tch_trainer *t, tch_policy **borrowed);
 TCH_API tch_status tch_trainer_get_env(tch_trainer *t, tch_env **borrowed);
 TCH_API tch_status tch_trainer_get_config(tch_trainer *t, const tch_config **borrowed);
+/* TCH_E_STATE when the trainer has no Teacher / no buffer. */
+TCH_API tch_status tch_trainer_get_teacher(tch_trainer *t, tch_policy **borrowed);
+TCH_API tch_status tch_trainer_get_buffer(tch_trainer *t, tch_buffer **borrowed);
+TCH_API tch_status tch_trainer_get_mixer(tch_trainer *t, tch_mixer **borrowed);
+
+/* Checkpoint of the whole state (config, weights, optimiser moments, buffer, counters,
+ * visit statistics), written atomically: a crash mid-write never destroys the previous
+ * file. Callbacks cannot be saved: tch_trainer_load takes a fresh env of the same shape. A
+ * run resumed from a checkpoint is bit-identical to an uninterrupted one. Truncated or
+ * corrupt files are TCH_E_IO, other format versions TCH_E_VERSION. */
+TCH_API tch_status tch_trainer_save(const tch_trainer *t, const char *path);
+TCH_API tch_status tch_trainer_load(tch_env *env, const char *path, tch_trainer **out);
 
 #ifdef __cplusplus
 }

@@ -21,7 +21,7 @@ tch_status tch_policy_create(tch_env *env, const tch_config *c, uint64_t seed, t
   tchi_policy_spec spec;
   tch_status s = tchi_policy_spec_from_config(c, env, &spec);
   if (s) return s;
-  return tchi_policy_new(&spec, seed, out);
+  return tchi_policy_new(&spec, seed, 0, out);
 }
 
 tch_status tch_policy_clone(const tch_policy *p, tch_policy **out)
@@ -39,19 +39,6 @@ tch_policy *tch_policy_retain(tch_policy *p)
 }
 
 void tch_policy_free(tch_policy *p) { tchi_policy_release(p); }
-
-/* Copies a batch into the public padded layout. */
-static void traj_to_public(const tchi_traj *t, int32_t *states, int32_t *actions, uint32_t *len)
-{
-  size_t cells = t->n * t->T;
-  memcpy(states, t->states, cells * t->state_dim * sizeof(int32_t));
-  memcpy(actions, t->actions, cells * sizeof(int32_t));
-  if (len) memcpy(len, t->len, t->n * sizeof(uint32_t));
-  /* rows past each length are unspecified by contract; zero them for tidiness */
-  for (size_t i = 0; i < t->n; i++)
-    memset(states + (i * t->T + t->len[i]) * t->state_dim, 0,
-           (t->T - t->len[i]) * t->state_dim * sizeof(int32_t));
-}
 
 tch_status tch_policy_sample_discrete(tch_policy *p, tch_env *env, uint64_t seed, size_t n,
                                       int32_t *out_states, double *out_log_pf)
@@ -91,7 +78,7 @@ tch_status tch_policy_sample_trajectories(tch_policy *p, tch_env *env, uint64_t 
   s = tchi_sample_forward(p, env, &rng, n, epsilon, temperature, &t, NULL);
   if (s == TCH_OK && (out_log_pf || out_log_pb)) s = tchi_eval_traj(p, env, &t, &ev);
   if (s == TCH_OK) {
-    traj_to_public(&t, out_states, out_actions, out_len);
+    tchi_traj_to_public(&t, out_states, out_actions, out_len);
     if (out_log_pf) memcpy(out_log_pf, ev.log_pf, n * sizeof(double));
     if (out_log_pb) memcpy(out_log_pb, ev.log_pb, n * sizeof(double));
   }
@@ -114,7 +101,7 @@ tch_status tch_policy_sample_backward(tch_policy *p, tch_env *env, uint64_t seed
   tchi_rng rng;
   tchi_rng_seed(&rng, seed, tchi_stream_id(TCHI_STREAM_USER, 1));
   s = tchi_sample_backward(p, env, &rng, n, terminal_states, &t);
-  if (s == TCH_OK) traj_to_public(&t, out_states, out_actions, out_len);
+  if (s == TCH_OK) tchi_traj_to_public(&t, out_states, out_actions, out_len);
   tchi_traj_destroy(&t);
   return s;
 }

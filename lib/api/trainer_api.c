@@ -60,7 +60,7 @@ tch_status tch_trainer_get_student(tch_trainer *t, tch_policy **borrowed)
   CHECK_ARG(borrowed, "out is NULL");
   *borrowed = NULL;
   CHECK_ARG(t, "trainer is NULL");
-  *borrowed = t->student;
+  *borrowed = t->student.policy;
   return TCH_OK;
 }
 
@@ -80,4 +80,54 @@ tch_status tch_trainer_get_config(tch_trainer *t, const tch_config **borrowed)
   CHECK_ARG(t, "trainer is NULL");
   *borrowed = t->cfg;
   return TCH_OK;
+}
+
+tch_status tch_trainer_get_teacher(tch_trainer *t, tch_policy **borrowed)
+{
+  CHECK_ARG(borrowed, "out is NULL");
+  *borrowed = NULL;
+  CHECK_ARG(t, "trainer is NULL");
+  if (!t->teacher.policy) return tchi_fail(TCH_E_STATE, "this trainer has no Teacher (teacher.enabled is false)");
+  *borrowed = t->teacher.policy;
+  return TCH_OK;
+}
+
+tch_status tch_trainer_get_buffer(tch_trainer *t, tch_buffer **borrowed)
+{
+  CHECK_ARG(borrowed, "out is NULL");
+  *borrowed = NULL;
+  CHECK_ARG(t, "trainer is NULL");
+  if (!t->buffer) return tchi_fail(TCH_E_STATE, "this trainer has no replay buffer (buffer.enabled is false)");
+  *borrowed = t->buffer;
+  return TCH_OK;
+}
+
+tch_status tch_trainer_get_mixer(tch_trainer *t, tch_mixer **borrowed)
+{
+  CHECK_ARG(borrowed, "out is NULL");
+  *borrowed = NULL;
+  CHECK_ARG(t, "trainer is NULL");
+  *borrowed = t->mixer;
+  return TCH_OK;
+}
+
+tch_status tch_trainer_planned_steps(const tch_trainer *t, uint64_t *out)
+{
+  CHECK_ARG(t && out, "trainer and out are required");
+  return tchi_trainer_planned_steps(t, out);
+}
+
+tch_status tch_trainer_save(const tch_trainer *t, const char *path)
+{
+  CHECK_ARG(t && path, "trainer and path are required");
+  return tchi_trainer_save(t, path);
+}
+
+tch_status tch_trainer_load(tch_env *env, const char *path, tch_trainer **out)
+{
+  CHECK_ARG(out, "out is NULL");
+  *out = NULL;
+  CHECK_ARG(env && path, "env and path are required");
+  CHECK_ARG(env->kind == TCHI_ENV_DISCRETE, "env is not discrete");
+  return tchi_trainer_load(env, path, out);
 }

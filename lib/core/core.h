@@ -21,6 +21,8 @@
 tch_status tchi_fail(tch_status s, const char *fmt, ...) TCHI_PRINTF(2, 3);
 /* Error for a callback that returned `code`; `what` names the callback ("log_reward"). */
 tch_status tchi_callback_fail(int code, const char *what);
+/* Prepends formatted context to the current error text and returns s. */
+tch_status tchi_fail_prefix(tch_status s, const char *fmt, ...) TCHI_PRINTF(2, 3);
 void tchi_clear_error(void);
 /* Clears the text a callback may attach (before calling into the host). */
 void tchi_callback_error_reset(void);

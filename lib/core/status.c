@@ -50,6 +50,24 @@ tch_status tchi_fail(tch_status s, const char *fmt, ...)
   return s;
 }
 
+tch_status tchi_fail_prefix(tch_status s, const char *fmt, ...)
+{
+  char prev[TCHI_ERR_LEN], prefix[TCHI_ERR_LEN];
+  snprintf(prev, sizeof prev, "%s", last_error);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  va_end(ap);
+  /* Truncation is intended: the message is cut at the buffer size. */
+  size_t k = strlen(prefix);
+  memcpy(last_error, prefix, k);
+  size_t room = sizeof last_error - 1 - k, m = strlen(prev);
+  if (m > room) m = room;
+  memcpy(last_error + k, prev, m);
+  last_error[k + m] = '\0';
+  return s;
+}
+
 tch_status tchi_callback_fail(int code, const char *what)
 {
   callback_code = code;

@@ -150,9 +150,7 @@ static tch_status callback_failed(const tch_env *e, int rc, const char *what)
 {
   tch_status s = tchi_callback_fail(rc, what);
   if (!e->builtin) return s;
-  char msg[512];
-  snprintf(msg, sizeof msg, "%s", tch_last_error());
-  return tchi_fail(TCH_E_ARG, "%s", msg);
+  return tchi_fail_prefix(TCH_E_ARG, "%s", "");
 }
 
 tch_status tch_env_dims(const tch_env *e, uint32_t *state_dim, uint32_t *n_actions, uint32_t *max_len)

@@ -31,6 +31,8 @@ struct tch_env {
   uint32_t in_dim;           /* network input width: feat_dim or sum(vocab) */
   tchi_exact_target *exact;  /* NULL unless enumerable */
   size_t default_num_empirical; /* reference's L1 window for this env (0: library default) */
+  size_t default_buffer_capacity; /* reference's replay-buffer size (0: none, must be set) */
+  uint64_t default_steps_base;  /* reference's n_train_steps before its x1.5 / x2 rules (0: none) */
   void *builtin;             /* built-in env's own data (freed by builtin_free) */
   void (*builtin_free)(void *);
   /* Scratch for mask checks (grown on demand). */

@@ -41,7 +41,9 @@ typedef struct tchi_policy_spec {
   double logz_init;
 } tchi_policy_spec;
 
-tch_status tchi_policy_new(const tchi_policy_spec *spec, uint64_t seed, tch_policy **out);
+/* Weights from the init stream (seed, init_stream): Student 0, Teacher 1. */
+tch_status tchi_policy_new(const tchi_policy_spec *spec, uint64_t seed, uint64_t init_stream,
+                           tch_policy **out);
 /* Spec from config keys nn.*, student.* for env. */
 tch_status tchi_policy_spec_from_config(const tch_config *c, const tch_env *env,
                                         tchi_policy_spec *spec);
@@ -95,6 +97,16 @@ tch_status tchi_traj_from_public(tchi_traj *t, tch_env *e, size_t n, const int32
  * over valid actions; log_pf (may be NULL) is scored under the policy itself. */
 tch_status tchi_sample_forward(tch_policy *p, tch_env *e, tchi_rng *rng, size_t n,
                                double eps, double temp, tchi_traj *out, double *log_pf);
+/* Same, rolling out from given start states (n x state_dim) instead of s0. */
+tch_status tchi_sample_forward_from(tch_policy *p, tch_env *e, tchi_rng *rng, size_t n,
+                                    const int32_t *start, double eps, double temp,
+                                    tchi_traj *out, double *log_pf);
+/* A state whose only valid forward action is EXIT (its mask row). */
+int tchi_forced_terminal(const uint8_t *fwd_mask, size_t n_actions);
+/* Copies a batch into the public padded layout of policy.h (len may be NULL). */
+void tchi_traj_to_public(const tchi_traj *t, int32_t *states, int32_t *actions, uint32_t *len);
+/* Copies trajectory src_i of src into slot dst_i of dst (same env shape). */
+void tchi_traj_copy_one(tchi_traj *dst, size_t dst_i, const tchi_traj *src, size_t src_i);
 /* Backward re-sampling of trajectories ending in the terminal states x (n x state_dim):
  * parents uniformly among { backward_step(s, a) : bwd[s][a] and fwd[parent][a] }, or by the
  * learned P_B restricted to those parents when p != NULL && p->learn_pb. */

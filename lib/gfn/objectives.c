@@ -58,8 +58,7 @@ static size_t count_valid(const uint8_t *mask, size_t k)
   return c;
 }
 
-/* A state whose only valid forward action is EXIT. */
-static int forced_terminal(const uint8_t *fmask, size_t na)
+int tchi_forced_terminal(const uint8_t *fmask, size_t na)
 {
   return fmask[na - 1] && count_valid(fmask, na) == 1;
 }
@@ -193,7 +192,7 @@ tch_status tchi_db_loss(tch_policy *p, tch_env *e, const tchi_traj *t, tchi_eval
       const uint8_t *fm = t->fwd + (i * T + k) * na;
       int32_t a = t->actions[i * T + k];
       int is_exit = (size_t)a == na - 1;
-      if (is_exit && forced_terminal(fm, na)) continue;   /* F(x) is tied to R(x) */
+      if (is_exit && tchi_forced_terminal(fm, na)) continue;   /* F(x) is tied to R(x) */
       tchi_masked_log_softmax(out, fm, na, ev->lp);
       double d = out[p->off_flow] + ev->lp[a];
       int next_is_reward = 0;
@@ -204,7 +203,7 @@ tch_status tchi_db_loss(tch_policy *p, tch_env *e, const tchi_traj *t, tchi_eval
         const float *nout = out + od;
         const uint8_t *nfm = t->fwd + (i * T + k + 1) * na;
         const uint8_t *nbm = t->bwd + (i * T + k + 1) * nb;
-        next_is_reward = forced_terminal(nfm, na);
+        next_is_reward = tchi_forced_terminal(nfm, na);
         d -= next_is_reward ? log_r[i] : (double)nout[p->off_flow];
         if (p->learn_pb) {
           tchi_masked_log_softmax(nout + p->off_pb, nbm, nb, ev->lp);

@@ -50,12 +50,13 @@ static tch_status policy_alloc(const tchi_policy_spec *spec, tch_policy **out)
   return TCH_OK;
 }
 
-tch_status tchi_policy_new(const tchi_policy_spec *spec, uint64_t seed, tch_policy **out)
+tch_status tchi_policy_new(const tchi_policy_spec *spec, uint64_t seed, uint64_t init_stream,
+                           tch_policy **out)
 {
   tch_status s = policy_alloc(spec, out);
   if (s) return s;
   tchi_rng rng;
-  tchi_rng_seed(&rng, seed, tchi_stream_id(TCHI_STREAM_INIT, 0));
+  tchi_rng_seed(&rng, seed, tchi_stream_id(TCHI_STREAM_INIT, init_stream));
   tchi_mlp_init_uniform(&(*out)->mlp, &rng);
   return TCH_OK;
 }

@@ -93,6 +93,13 @@ static tch_status sample_ws_alloc(sample_ws *w, size_t n, uint32_t sd, uint32_t 
 tch_status tchi_sample_forward(tch_policy *p, tch_env *e, tchi_rng *rng, size_t n,
                                double eps, double temp, tchi_traj *out, double *log_pf)
 {
+  return tchi_sample_forward_from(p, e, rng, n, NULL, eps, temp, out, log_pf);
+}
+
+tch_status tchi_sample_forward_from(tch_policy *p, tch_env *e, tchi_rng *rng, size_t n,
+                                    const int32_t *start, double eps, double temp,
+                                    tchi_traj *out, double *log_pf)
+{
   tch_status s = tchi_traj_reserve(out, e, n);
   if (s || n == 0) return s;
   const uint32_t sd = e->d.state_dim, na = e->d.n_actions;
@@ -102,7 +109,7 @@ tch_status tchi_sample_forward(tch_policy *p, tch_env *e, tchi_rng *rng, size_t 
 
   size_t m = n;   /* active rows, compacted at the front of w.cur */
   for (size_t i = 0; i < n; i++) {
-    memcpy(w.cur + i * sd, e->s0, sd * sizeof(int32_t));
+    memcpy(w.cur + i * sd, start ? start + i * sd : e->s0, sd * sizeof(int32_t));
     w.row_of[i] = i;
     out->len[i] = 0;
     if (log_pf) log_pf[i] = 0.0;

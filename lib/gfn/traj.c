@@ -119,3 +119,26 @@ tch_status tchi_traj_from_public(tchi_traj *t, tch_env *e, size_t n, const int32
   }
   return tchi_traj_fill_masks(t, e);
 }
+
+void tchi_traj_copy_one(tchi_traj *dst, size_t di, const tchi_traj *src, size_t si)
+{
+  size_t T = src->T, sd = src->state_dim, na = src->n_actions, L = src->len[si];
+  memcpy(dst->states + di * T * sd, src->states + si * T * sd, L * sd * sizeof(int32_t));
+  memcpy(dst->actions + di * T, src->actions + si * T, T * sizeof(int32_t));
+  memcpy(dst->fwd + di * T * na, src->fwd + si * T * na, L * na);
+  memcpy(dst->bwd + di * T * (na - 1), src->bwd + si * T * (na - 1), L * (na - 1));
+  dst->len[di] = (uint32_t)L;
+  dst->log_r[di] = src->log_r[si];
+}
+
+void tchi_traj_to_public(const tchi_traj *t, int32_t *states, int32_t *actions, uint32_t *len)
+{
+  size_t cells = t->n * t->T;
+  memcpy(states, t->states, cells * t->state_dim * sizeof(int32_t));
+  memcpy(actions, t->actions, cells * sizeof(int32_t));
+  if (len) memcpy(len, t->len, t->n * sizeof(uint32_t));
+  /* rows past each length are unspecified by contract; zero them for tidiness */
+  for (size_t i = 0; i < t->n; i++)
+    memset(states + (i * t->T + t->len[i]) * t->state_dim, 0,
+           (t->T - t->len[i]) * t->state_dim * sizeof(int32_t));
+}

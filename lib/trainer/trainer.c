@@ -1,17 +1,21 @@
-/* The Student training loop: sample a batch from the behaviour policy, score it, take one
- * optimiser step. A step either completes or leaves the trainer exactly as before it
- * (weights, optimiser moments, counters, visit statistics): every check that can fail
- * runs before the first mutation. */
+/* The Teacher-Student training loop.
+ *
+ * Each step takes a batch from the source the mixer names (Student, Teacher or buffer
+ * replay, optionally refined by local search), takes one Student step on it, derives the
+ * Teacher's rewards from the Student's pre-update residuals, takes one Teacher step on the
+ * same batch, and stores sampled objects in the replay buffer (grid/trainer.py).
+ *
+ * A step either completes or leaves the trainer exactly as before it (weights, optimiser
+ * moments, buffer, counters, visit statistics): everything that can fail runs before the
+ * first mutation. Random numbers come from streams keyed by (seed, purpose, step), so no
+ * generator state needs saving and a resumed run is bit-identical. */
 #include <math.h>
 #include <string.h>
 #include "trainer.h"
+#include "buffers/buffer.h"
 #include "config/config.h"
 
-static size_t default_window(const tch_env *e)
-{
-  return e->default_num_empirical ? e->default_num_empirical : 20000;
-}
-
+/* ---- exact-target visit statistics --------------------------------------------------- */
 static void visits_destroy(tchi_visits *v)
 {
   tchi_free(v->ring);
@@ -33,8 +37,8 @@ static tch_status visits_init(tchi_visits *v, const tch_env *e, size_t window)
   return s;
 }
 
-/* Looks up every terminal state first (the only step that can fail), then records. */
-static tch_status visits_check(const tch_env *e, size_t n, const int32_t *x, int64_t *idx)
+/* Looks up every terminal state first (the only part that can fail), then records. */
+static tch_status visits_lookup(const tch_env *e, size_t n, const int32_t *x, int64_t *idx)
 {
   for (size_t i = 0; i < n; i++) {
     idx[i] = e->exact->index_of(e, x + i * e->d.state_dim);
@@ -64,6 +68,12 @@ static void visits_record(tchi_visits *v, const tch_env *e, size_t n, const int6
   }
 }
 
+void tchi_visits_rebuild_counts(tchi_visits *v, const tch_env *e)
+{
+  memset(v->counts, 0, e->exact->n * sizeof(uint32_t));
+  for (size_t i = 0; i < v->count; i++) v->counts[v->ring[i]]++;
+}
+
 static double visits_l1(const tchi_visits *v, const tch_env *e)
 {
   if (!e->exact || v->count == 0) return NAN;
@@ -72,21 +82,57 @@ static double visits_l1(const tchi_visits *v, const tch_env *e)
   return sum / (double)e->exact->n;
 }
 
+/* ---- construction ----------------------------------------------------------------------- */
+static void learner_destroy(tchi_learner *l)
+{
+  tchi_adam_destroy(&l->opt);
+  tchi_eval_destroy(&l->ev);
+  tchi_policy_release(l->policy);
+  memset(l, 0, sizeof *l);
+}
+
+/* Policy from spec, Adam with the network and log Z as two parameter groups. */
+static tch_status learner_init(tchi_learner *l, const tchi_policy_spec *spec, uint64_t seed,
+                               uint64_t init_stream, double lr, double lr_logz, double wd,
+                               double clip)
+{
+  memset(l, 0, sizeof *l);
+  tchi_eval_init(&l->ev);
+  l->grad_clip = clip;
+  l->last_loss = l->last_grad_norm = NAN;
+  tch_status s = tchi_policy_new(spec, seed, init_stream, &l->policy);
+  if (s) return s;
+  tchi_param_group groups[2] = {
+    { .p = l->policy->mlp.params, .g = l->policy->mlp.grads, .n = l->policy->mlp.n_params,
+      .lr = lr, .weight_decay = wd },
+    { .pd = &l->policy->log_z, .gd = &l->policy->log_z_grad, .n = 1, .lr = lr_logz },
+  };
+  return tchi_adam_init(&l->opt, 2, groups);
+}
+
 void tchi_trainer_release(tch_trainer *t)
 {
   if (!t || !tchi_ref_dec(&t->ref)) return;
-  tchi_adam_destroy(&t->opt);
-  tchi_policy_release(t->student);
+  learner_destroy(&t->student);
+  learner_destroy(&t->teacher);
+  tch_buffer_free(t->buffer);
+  tchi_mixer_release(t->mixer);
+  tchi_ls_ws_destroy(&t->ls_ws);
   tchi_traj_destroy(&t->traj);
-  tchi_eval_destroy(&t->ev);
-  tchi_free(t->log_r);
-  tchi_free(t->delta);
-  tchi_free(t->dres);
-  tchi_free(t->terminals);
+  tchi_free(t->delta); tchi_free(t->dres); tchi_free(t->rt); tchi_free(t->t_log_r);
+  tchi_free(t->prio); tchi_free(t->terminals); tchi_free(t->visit_idx);
   visits_destroy(&t->visits);
   tch_config_free(t->cfg);
   tch_env_free(t->env);
   tchi_free(t);
+}
+
+static tch_priority priority_of(const char *name)
+{
+  if (!strcmp(name, "reward")) return TCH_PRIORITY_REWARD;
+  if (!strcmp(name, "loss")) return TCH_PRIORITY_LOSS;
+  if (!strcmp(name, "teacher_reward")) return TCH_PRIORITY_TEACHER_REWARD;
+  return TCH_PRIORITY_NONE;
 }
 
 tch_status tchi_trainer_create(tch_env *env, const tch_config *c, tch_trainer **out)
@@ -98,50 +144,112 @@ tch_status tchi_trainer_create(tch_env *env, const tch_config *c, tch_trainer **
   if (!t) return tchi_fail(TCH_E_NOMEM, "out of memory allocating a trainer");
   tchi_ref_init(&t->ref);
   tchi_traj_init(&t->traj);
-  tchi_eval_init(&t->ev);
+  tchi_ls_ws_init(&t->ls_ws);
   t->env = tch_env_retain(env);
   t->eval_l1 = t->eval_modes = NAN;
-  t->last_loss = t->last_grad_norm = NAN;
+  t->last_source = -1;
   tch_status s = c ? tch_config_clone(c, &t->cfg) : tch_config_create(&t->cfg);
   if (s) goto fail;
 
   const tch_config *cf = t->cfg;
-  const char *loss = tchi_cfg_string(cf, "student.loss");
-  t->loss_kind = strcmp(loss, "db") == 0 ? TCHI_LOSS_DB : TCHI_LOSS_TB;
-  if (tchi_cfg_bool(cf, "teacher.enabled") || tchi_cfg_bool(cf, "buffer.enabled")) {
-    s = tchi_fail(TCH_E_CONFIG, "teacher.enabled / buffer.enabled are not available in this "
-                  "build yet (on-policy training only)");
+  t->loss_kind = strcmp(tchi_cfg_string(cf, "student.loss"), "db") == 0 ? TCHI_LOSS_DB : TCHI_LOSS_TB;
+  if (tchi_cfg_bool(cf, "gafn.enabled")) {
+    s = tchi_fail(TCH_E_CONFIG, "gafn.enabled: the GAFN baseline is not available yet");
     goto fail;
   }
   t->seed = (uint64_t)tchi_cfg_int(cf, "seed");
   t->batch = (size_t)tchi_cfg_int(cf, "train.batch_size");
-  t->eps = tchi_cfg_double(cf, "mixer.epsilon");
-  t->temp = tchi_cfg_double(cf, "mixer.temperature");
   t->reward_exponent = tchi_cfg_double(cf, "student.reward_exponent");
   t->clip_min = tchi_cfg_double(cf, "student.log_reward_clip_min");
-  t->grad_clip = tchi_cfg_double(cf, "student.grad_clip");
+  t->treward = (tchi_teacher_reward){
+    .use_log = tchi_cfg_bool(cf, "teacher.reward.log"),
+    .C = tchi_cfg_double(cf, "teacher.reward.C"),
+    .alpha = tchi_cfg_double(cf, "teacher.reward.alpha"),
+    .exponent = tchi_cfg_double(cf, "teacher.reward_exponent"),
+  };
 
+  /* Student, and the Teacher with the same architecture (the reference's agents). */
   tchi_policy_spec spec;
   if ((s = tchi_policy_spec_from_config(cf, env, &spec))) goto fail;
-  if ((s = tchi_policy_new(&spec, t->seed, &t->student))) goto fail;
+  if ((s = learner_init(&t->student, &spec, t->seed, 0, tchi_cfg_double(cf, "student.lr"),
+                        tchi_cfg_double(cf, "student.lr_logz"),
+                        tchi_cfg_double(cf, "student.weight_decay"),
+                        tchi_cfg_double(cf, "student.grad_clip"))))
+    goto fail;
+  int teacher_on = tchi_cfg_bool(cf, "teacher.enabled");
+  if (teacher_on) {
+    /* Its own initialisation stream (index 1), independent of the Student's. */
+    if ((s = learner_init(&t->teacher, &spec, t->seed, 1,
+                          tchi_cfg_double(cf, "teacher.lr"), tchi_cfg_double(cf, "teacher.lr_logz"),
+                          tchi_cfg_double(cf, "student.weight_decay"),
+                          tchi_cfg_double(cf, "teacher.grad_clip"))))
+      goto fail;
+  }
 
-  tchi_param_group groups[2] = {
-    { .p = t->student->mlp.params, .g = t->student->mlp.grads, .n = t->student->mlp.n_params,
-      .lr = tchi_cfg_double(cf, "student.lr"),
-      .weight_decay = tchi_cfg_double(cf, "student.weight_decay") },
-    { .pd = &t->student->log_z, .gd = &t->student->log_z_grad, .n = 1,
-      .lr = tchi_cfg_double(cf, "student.lr_logz") },
+  /* Replay buffer. */
+  int buffer_on = tchi_cfg_bool(cf, "buffer.enabled");
+  t->priority = priority_of(tchi_cfg_string(cf, "buffer.priority"));
+  if (buffer_on) {
+    int64_t cap = tchi_cfg_int(cf, "buffer.capacity");
+    if (cap < 0) {
+      if (!env->default_buffer_capacity) {
+        s = tchi_fail(TCH_E_CONFIG, "buffer.capacity is -1 (the env's default) but this env has "
+                      "no default: set buffer.capacity");
+        goto fail;
+      }
+      cap = (int64_t)env->default_buffer_capacity;
+    }
+    if ((s = tch_buffer_create(env->d.state_dim, (size_t)cap, t->priority,
+                               tchi_cfg_double(cf, "buffer.rank_k"), &t->buffer)))
+      goto fail;
+  }
+
+  /* Local search and the behaviour mixer. */
+  int ls_on = tchi_cfg_bool(cf, "local_search.enabled");
+  t->ls = (tchi_ls_params){
+    .iterations = (int)tchi_cfg_int(cf, "local_search.iterations"),
+    .back_ratio = tchi_cfg_double(cf, "local_search.back_ratio"),
+    .student = t->student.policy, .student_db = t->loss_kind == TCHI_LOSS_DB,
+    .tr = &t->treward, .reward_exponent = t->reward_exponent, .clip_min = t->clip_min,
   };
-  if ((s = tchi_adam_init(&t->opt, 2, groups))) goto fail;
+  const char *sched = tchi_cfg_string(cf, "mixer.schedule");
+  if (!strcmp(sched, "auto")) sched = tchi_mixer_auto_schedule(teacher_on, buffer_on, ls_on);
+  if ((s = tchi_mixer_create(sched, &t->mixer))) goto fail;
+  for (size_t i = 0; i < t->mixer->n_tokens; i++) {
+    if (t->mixer->src[i] == TCH_SOURCE_TEACHER && !teacher_on) {
+      s = tchi_fail(TCH_E_CONFIG, "mixer.schedule '%s' samples from the teacher but teacher.enabled is false", sched);
+      goto fail;
+    }
+    if (t->mixer->src[i] == TCH_SOURCE_BUFFER && !buffer_on) {
+      s = tchi_fail(TCH_E_CONFIG, "mixer.schedule '%s' replays the buffer but buffer.enabled is false", sched);
+      goto fail;
+    }
+  }
+  if ((t->mixer->random && t->mixer->weight[TCH_SOURCE_TEACHER] > 0 && !teacher_on) ||
+      (t->mixer->random && t->mixer->weight[TCH_SOURCE_BUFFER] > 0 && !buffer_on)) {
+    s = tchi_fail(TCH_E_CONFIG, "mixer.schedule '%s' uses a source that is not enabled", sched);
+    goto fail;
+  }
+  double eps = tchi_cfg_double(cf, "mixer.epsilon"), temp = tchi_cfg_double(cf, "mixer.temperature");
+  double teps = tchi_cfg_double(cf, "mixer.teacher_epsilon");
+  double ttemp = tchi_cfg_double(cf, "mixer.teacher_temperature");
+  if ((s = tch_mixer_set_exploration(t->mixer, TCH_SOURCE_STUDENT, eps, temp)) ||
+      (s = tch_mixer_set_exploration(t->mixer, TCH_SOURCE_TEACHER, teps < 0 ? eps : teps,
+                                     ttemp < 0 ? temp : ttemp)))
+    goto fail;
 
   size_t B = t->batch, T = (size_t)env->d.max_len + 1;
-  if ((s = tchi_alloc_array(&t->log_r, B, sizeof(double), 0, "rewards")) ||
-      (s = tchi_alloc_array(&t->delta, B, sizeof(double), 0, "residuals")) ||
+  if ((s = tchi_alloc_array(&t->delta, B, sizeof(double), 0, "residuals")) ||
       (s = tchi_alloc_array(&t->dres, B * T, sizeof(double), 0, "residuals")) ||
+      (s = tchi_alloc_array(&t->rt, B, sizeof(double), 0, "teacher rewards")) ||
+      (s = tchi_alloc_array(&t->t_log_r, B, sizeof(double), 0, "teacher rewards")) ||
+      (s = tchi_alloc_array(&t->prio, B, sizeof(double), 0, "priorities")) ||
+      (s = tchi_alloc_array(&t->visit_idx, B, sizeof(int64_t), 0, "visit index")) ||
       (s = tchi_alloc_array(&t->terminals, B, env->d.state_dim * sizeof(int32_t), 0, "terminals")))
     goto fail;
   int64_t win = tchi_cfg_int(cf, "metrics.num_empirical");
-  if ((s = visits_init(&t->visits, env, win < 0 ? default_window(env) : (size_t)win))) goto fail;
+  size_t window = win >= 0 ? (size_t)win : env->default_num_empirical ? env->default_num_empirical : 20000;
+  if ((s = visits_init(&t->visits, env, window))) goto fail;
   if ((s = tchi_traj_reserve(&t->traj, env, B))) goto fail;
   *out = t;
   return TCH_OK;
@@ -150,60 +258,149 @@ fail:
   return s;
 }
 
-/* Log-rewards of the batch's terminal states on the training scale (R^beta). */
-static tch_status batch_log_rewards(tch_trainer *t)
+tch_status tchi_trainer_planned_steps(const tch_trainer *t, uint64_t *out)
 {
-  tchi_traj_terminals(&t->traj, t->terminals);
-  tch_status s = tchi_env_log_reward(t->env, t->traj.n, t->terminals, t->clip_min, t->log_r);
+  int64_t steps = tchi_cfg_int(t->cfg, "train.steps");
+  if (steps >= 0) {
+    *out = (uint64_t)steps;
+    return TCH_OK;
+  }
+  if (!t->env->default_steps_base)
+    return tchi_fail(TCH_E_CONFIG, "train.steps is -1 (the env's default) but this env has no "
+                     "default: set train.steps");
+  /* grid/trainer.py: x1.5 unless local search, x2 with a buffer (integer truncation). */
+  uint64_t n = t->env->default_steps_base;
+  if (!tchi_cfg_bool(t->cfg, "local_search.enabled")) n = n * 3 / 2;
+  if (t->buffer) n *= 2;
+  *out = n;
+  return TCH_OK;
+}
+
+/* ---- one step --------------------------------------------------------------------------- */
+/* Gradient of one learner on the batch; the update itself is applied at commit. */
+static tch_status learner_grad(tch_trainer *t, tchi_learner *l, const double *log_r, double *delta,
+                               double *dres, double *loss, double *norm)
+{
+  tch_policy *p = l->policy;
+  tchi_mlp_zero_grad(&p->mlp);
+  p->log_z_grad = 0.0;
+  tch_status s = t->loss_kind == TCHI_LOSS_DB
+                   ? tchi_db_loss(p, t->env, &t->traj, &l->ev, log_r, 1, dres, loss)
+                   : tchi_tb_loss(p, t->env, &t->traj, &l->ev, log_r, NULL, 1, delta, loss);
   if (s) return s;
-  for (size_t i = 0; i < t->traj.n; i++) {
-    t->log_r[i] *= t->reward_exponent;
-    t->traj.log_r[i] = t->log_r[i];
+  *norm = tchi_clip_grad_norm(l->opt.grp, l->opt.n_groups, l->grad_clip);
+  if (!isfinite(*norm))
+    return tchi_fail(TCH_E_NUMERIC, "%s gradient norm is %g at step %llu",
+                     l == &t->student ? "Student" : "Teacher", *norm, (unsigned long long)t->step);
+  return TCH_OK;
+}
+
+/* Fills t->traj (and its log_r, training scale) from the step's source. */
+static tch_status behaviour_batch(tch_trainer *t, tch_source src, uint32_t flags, uint64_t *calls)
+{
+  const size_t B = t->batch;
+  tchi_rng rng;
+  tch_status s;
+  if (src == TCH_SOURCE_BUFFER) {
+    tchi_rng_seed(&rng, t->seed, tchi_stream_id(TCHI_STREAM_BUFFER, t->step));
+    if ((s = tchi_buffer_sample(t->buffer, &rng, B, t->terminals, t->traj.log_r))) return s;
+    double keep[256];
+    double *lr = B <= 256 ? keep : t->t_log_r;   /* t_log_r is free scratch at this point */
+    memcpy(lr, t->traj.log_r, B * sizeof(double));
+    /* Rebuilt with the Student's P_B: uniform over valid parents unless it learns P_B,
+     * which is the reference's generate_backward. */
+    if ((s = tchi_sample_backward(t->student.policy, t->env, &rng, B, t->terminals, &t->traj)))
+      return s;
+    memcpy(t->traj.log_r, lr, B * sizeof(double));
+    return TCH_OK;
+  }
+  tchi_learner *l = src == TCH_SOURCE_TEACHER ? &t->teacher : &t->student;
+  tchi_rng_seed(&rng, t->seed, tchi_stream_id(src == TCH_SOURCE_TEACHER ? TCHI_STREAM_TEACHER
+                                                                        : TCHI_STREAM_STUDENT, t->step));
+  if ((s = tchi_sample_forward(l->policy, t->env, &rng, B, t->mixer->eps[src], t->mixer->temp[src],
+                               &t->traj, NULL)))
+    return s;
+  tchi_traj_terminals(&t->traj, t->terminals);
+  if ((s = tchi_env_log_reward(t->env, B, t->terminals, t->clip_min, t->traj.log_r))) return s;
+  for (size_t i = 0; i < B; i++) t->traj.log_r[i] *= t->reward_exponent;
+  *calls += B;
+  if (flags & TCH_MIXER_LOCAL_SEARCH) {
+    tchi_ls_params lp = t->ls;
+    lp.teacher_ls = src == TCH_SOURCE_TEACHER;
+    tchi_rng lrng;
+    tchi_rng_seed(&lrng, t->seed, tchi_stream_id(TCHI_STREAM_LOCAL_SEARCH, t->step));
+    if ((s = tchi_local_search(l->policy, t->env, &lrng, &lp, &t->traj, &t->ls_ws))) return s;
+    *calls += B * (uint64_t)lp.iterations;
+    tchi_traj_terminals(&t->traj, t->terminals);
   }
   return TCH_OK;
 }
 
 static tch_status one_step(tch_trainer *t)
 {
-  tch_policy *p = t->student;
-  tchi_rng rng;
-  tchi_rng_seed(&rng, t->seed, tchi_stream_id(TCHI_STREAM_STUDENT, t->step));
-  tch_status s = tchi_sample_forward(p, t->env, &rng, t->batch, t->eps, t->temp, &t->traj, NULL);
+  const size_t B = t->batch;
+  tch_source src;
+  uint32_t flags;
+  tchi_mixer_source(t->mixer, t->seed, t->step, &src, &flags);
+  uint64_t calls = 0;
+  tch_status s = behaviour_batch(t, src, flags, &calls);
   if (s) return s;
-  if ((s = batch_log_rewards(t))) return s;
+  const int sampled = src != TCH_SOURCE_BUFFER;
+  const double *log_r = t->traj.log_r;
+  if (sampled && t->env->exact && (s = visits_lookup(t->env, B, t->terminals, t->visit_idx)))
+    return s;
 
-  int64_t idx_buf[256];
-  int64_t *idx = t->batch <= 256 ? idx_buf : NULL;
-  if (t->env->exact) {
-    if (!idx && (s = tchi_alloc_array(&idx, t->batch, sizeof(int64_t), 0, "visit index"))) return s;
-    if ((s = visits_check(t->env, t->batch, t->terminals, idx))) goto out;
+  /* Student gradient; residuals from the pre-update parameters. */
+  double loss, norm, tloss = NAN, tnorm = NAN;
+  if ((s = learner_grad(t, &t->student, log_r, t->delta, t->dres, &loss, &norm))) return s;
+
+  /* Teacher rewards from the Student's residuals (also the PER priority). */
+  int need_rt = t->teacher.policy || (t->buffer && t->priority == TCH_PRIORITY_TEACHER_REWARD);
+  if (need_rt) {
+    if (t->loss_kind == TCHI_LOSS_DB) tchi_teacher_rewards_db(&t->treward, &t->traj, t->dres, log_r, t->rt);
+    else tchi_teacher_rewards_tb(&t->treward, &t->traj, t->delta, log_r, t->rt);
+  }
+  if (t->teacher.policy) {
+    for (size_t i = 0; i < B; i++) t->t_log_r[i] = tchi_teacher_log_reward(&t->treward, t->rt[i]);
+    /* Teacher residuals are not kept: the Student's stay in delta/dres for the priorities. */
+    if ((s = learner_grad(t, &t->teacher, t->t_log_r, NULL, NULL, &tloss, &tnorm))) return s;
   }
 
-  tchi_mlp_zero_grad(&p->mlp);
-  p->log_z_grad = 0.0;
-  double loss;
-  if (t->loss_kind == TCHI_LOSS_DB)
-    s = tchi_db_loss(p, t->env, &t->traj, &t->ev, t->log_r, 1, t->dres, &loss);
-  else
-    s = tchi_tb_loss(p, t->env, &t->traj, &t->ev, t->log_r, NULL, 1, t->delta, &loss);
-  if (s) goto out;
-  double norm = tchi_clip_grad_norm(t->opt.grp, t->opt.n_groups, t->grad_clip);
-  if (!isfinite(norm)) {
-    s = tchi_fail(TCH_E_NUMERIC, "gradient norm is %g at step %llu", norm,
-                  (unsigned long long)t->step);
-    goto out;
+  /* Commit. The buffer goes first: its insertion is all-or-nothing; the rest cannot fail. */
+  if (sampled && t->buffer) {
+    const size_t T = t->traj.T;
+    for (size_t i = 0; i < B; i++) {
+      switch (t->priority) {
+      case TCH_PRIORITY_REWARD: t->prio[i] = exp(log_r[i]); break;
+      case TCH_PRIORITY_TEACHER_REWARD: t->prio[i] = t->rt[i]; break;
+      case TCH_PRIORITY_LOSS:
+        if (t->loss_kind == TCHI_LOSS_DB) {
+          double sum = 0.0;
+          for (size_t k = 0; k < T; k++) sum += t->dres[i * T + k] * t->dres[i * T + k];
+          t->prio[i] = sum;
+        } else {
+          t->prio[i] = t->delta[i] * t->delta[i];
+        }
+        break;
+      default: t->prio[i] = 1.0;
+      }
+    }
+    if ((s = tchi_buffer_add(t->buffer, B, t->terminals, log_r, t->prio))) return s;
   }
-  /* From here on nothing can fail: commit. */
-  tchi_adam_step(&t->opt);
-  if (t->env->exact) visits_record(&t->visits, t->env, t->batch, idx);
-  t->last_loss = loss;
-  t->last_grad_norm = norm;
-  t->reward_calls += t->batch;
+  tchi_adam_step(&t->student.opt);
+  t->student.last_loss = loss;
+  t->student.last_grad_norm = norm;
+  if (t->teacher.policy) {
+    tchi_adam_step(&t->teacher.opt);
+    t->teacher.last_loss = tloss;
+    t->teacher.last_grad_norm = tnorm;
+  }
+  if (sampled && t->env->exact) visits_record(&t->visits, t->env, B, t->visit_idx);
+  t->reward_calls += calls;
   t->grad_steps++;
+  t->last_source = (int)src;
   t->step++;
-out:
-  if (idx != idx_buf) tchi_free(idx);
-  return s;
+  return TCH_OK;
 }
 
 tch_status tchi_trainer_step(tch_trainer *t, uint64_t n_steps)
@@ -213,9 +410,9 @@ tch_status tchi_trainer_step(tch_trainer *t, uint64_t n_steps)
     if (s) return s;
     if (t->progress && t->progress_every && t->step % t->progress_every == 0) {
       tchi_callback_error_reset();
-      int rc = t->progress(t->progress_user, t, t->step);
-      if (rc) return tchi_fail(TCH_STOPPED, "stopped by the progress callback at step %llu",
-                               (unsigned long long)t->step);
+      if (t->progress(t->progress_user, t, t->step))
+        return tchi_fail(TCH_STOPPED, "stopped by the progress callback at step %llu",
+                         (unsigned long long)t->step);
     }
   }
   return TCH_OK;
@@ -235,7 +432,7 @@ tch_status tchi_trainer_evaluate(tch_trainer *t, size_t n_samples)
   tchi_rng_seed(&rng, t->seed, tchi_stream_id(TCHI_STREAM_EVAL, t->step));
   for (size_t done = 0; done < n_samples && s == TCH_OK; done += chunk) {
     size_t m = TCHI_MIN(chunk, n_samples - done);
-    s = tchi_sample_forward(t->student, t->env, &rng, m, 0.0, 1.0, &traj, NULL);
+    s = tchi_sample_forward(t->student.policy, t->env, &rng, m, 0.0, 1.0, &traj, NULL);
     if (s == TCH_OK) tchi_traj_terminals(&traj, all + done * sd);
   }
   size_t modes = 0;
@@ -253,8 +450,9 @@ tch_status tchi_trainer_evaluate(tch_trainer *t, size_t n_samples)
 
 /* ---- metrics ------------------------------------------------------------------------ */
 static const char *const metric_names[] = {
-  "step", "loss.student", "logz.student", "grad_norm.student", "l1", "modes",
-  "modes.total", "reward_calls", "grad_steps", "visits", "eval.l1", "eval.modes",
+  "step", "loss.student", "logz.student", "grad_norm.student", "loss.teacher", "logz.teacher",
+  "grad_norm.teacher", "l1", "modes", "modes.total", "reward_calls", "grad_steps", "visits",
+  "buffer.size", "source", "eval.l1", "eval.modes",
 };
 #define N_METRICS (sizeof metric_names / sizeof metric_names[0])
 
@@ -269,16 +467,24 @@ const char *tchi_trainer_next_metric(const char *prev)
 tch_status tchi_trainer_metric(const tch_trainer *t, const char *name, double *out)
 {
   const tchi_exact_target *x = t->env->exact;
+  const tch_policy *tp = t->teacher.policy;
+  size_t bsize = 0;
+  if (t->buffer) tch_buffer_size(t->buffer, &bsize);
   if (!strcmp(name, "step")) *out = (double)t->step;
-  else if (!strcmp(name, "loss.student")) *out = t->last_loss;
-  else if (!strcmp(name, "logz.student")) *out = t->student->log_z;
-  else if (!strcmp(name, "grad_norm.student")) *out = t->last_grad_norm;
+  else if (!strcmp(name, "loss.student")) *out = t->student.last_loss;
+  else if (!strcmp(name, "logz.student")) *out = t->student.policy->log_z;
+  else if (!strcmp(name, "grad_norm.student")) *out = t->student.last_grad_norm;
+  else if (!strcmp(name, "loss.teacher")) *out = tp ? t->teacher.last_loss : NAN;
+  else if (!strcmp(name, "logz.teacher")) *out = tp ? tp->log_z : NAN;
+  else if (!strcmp(name, "grad_norm.teacher")) *out = tp ? t->teacher.last_grad_norm : NAN;
   else if (!strcmp(name, "l1")) *out = visits_l1(&t->visits, t->env);
   else if (!strcmp(name, "modes")) *out = x ? (double)t->visits.modes_found : NAN;
   else if (!strcmp(name, "modes.total")) *out = x ? (double)x->n_modes : NAN;
   else if (!strcmp(name, "reward_calls")) *out = (double)t->reward_calls;
   else if (!strcmp(name, "grad_steps")) *out = (double)t->grad_steps;
   else if (!strcmp(name, "visits")) *out = (double)t->visits.total;
+  else if (!strcmp(name, "buffer.size")) *out = t->buffer ? (double)bsize : NAN;
+  else if (!strcmp(name, "source")) *out = t->last_source < 0 ? NAN : (double)t->last_source;
   else if (!strcmp(name, "eval.l1")) *out = t->eval_l1;
   else if (!strcmp(name, "eval.modes")) *out = t->eval_modes;
   else return tchi_fail(TCH_E_ARG, "unknown metric '%s'", name);

@@ -4,6 +4,7 @@
 #include "core/core.h"
 #include "gfn/gfn.h"
 #include "nn/nn.h"
+#include "teacher/teacher.h"
 #include "teacher/trainer.h"
 
 /* Exact-target statistics of the visited terminal states (training visits). */
@@ -19,24 +20,39 @@ typedef struct tchi_visits {
 
 typedef enum tchi_loss_kind { TCHI_LOSS_TB = 0, TCHI_LOSS_DB = 1 } tchi_loss_kind;
 
+/* One trained sampler and its optimiser. */
+typedef struct tchi_learner {
+  tch_policy *policy;
+  tchi_adam opt;
+  tchi_eval ev;
+  double grad_clip;
+  double last_loss, last_grad_norm;
+} tchi_learner;
+
 struct tch_trainer {
   tchi_ref ref;
   tch_env *env;
   tch_config *cfg;
-  tch_policy *student;
-  tchi_adam opt;
   tchi_loss_kind loss_kind;
   uint64_t seed;
   size_t batch;
-  double eps, temp, reward_exponent, clip_min, grad_clip;
+  double reward_exponent, clip_min;
+  tchi_learner student;
+  tchi_learner teacher;      /* policy == NULL when the Teacher is off */
+  tchi_teacher_reward treward;
+  tch_buffer *buffer;        /* NULL when off */
+  tch_priority priority;
+  tch_mixer *mixer;
+  tchi_ls_params ls;
+  tchi_ls_ws ls_ws;
   /* per-step scratch */
   tchi_traj traj;
-  tchi_eval ev;
-  double *log_r, *delta, *dres;
+  double *delta, *dres, *rt, *t_log_r, *prio;
   int32_t *terminals;
-  /* counters */
+  int64_t *visit_idx;
+  /* counters and metrics */
   uint64_t step, reward_calls, grad_steps;
-  double last_loss, last_grad_norm;
+  int last_source;
   double eval_l1, eval_modes;
   tchi_visits visits;
   /* progress */
@@ -51,5 +67,13 @@ tch_status tchi_trainer_step(tch_trainer *t, uint64_t n_steps);
 tch_status tchi_trainer_evaluate(tch_trainer *t, size_t n_samples);
 tch_status tchi_trainer_metric(const tch_trainer *t, const char *name, double *out);
 const char *tchi_trainer_next_metric(const char *prev);
+tch_status tchi_trainer_planned_steps(const tch_trainer *t, uint64_t *out);
+
+/* checkpoint.c */
+tch_status tchi_trainer_save(const tch_trainer *t, const char *path);
+tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out);
+
+/* shared with checkpoint.c */
+void tchi_visits_rebuild_counts(tchi_visits *v, const tch_env *e);
 
 #endif /* TCHI_TRAINER_H */

@@ -13,7 +13,7 @@ static tch_policy *zero_policy(tch_env *e, int learn_pb, int has_flow)
     .act = TCHI_ACT_LEAKY_RELU, .kernel = "auto", .threads = 1, .logz_init = 0.0,
   };
   tch_policy *p = NULL;
-  ck_assert_int_eq(tchi_policy_new(&spec, 1, &p), TCH_OK);
+  ck_assert_int_eq(tchi_policy_new(&spec, 1, 0, &p), TCH_OK);
   return p;
 }
 

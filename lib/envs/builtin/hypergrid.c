@@ -291,6 +291,13 @@ tch_status tch_env_create_hypergrid(uint32_t ndim, uint32_t horizon, double beta
   /* The reference's L1 window (grid/trainer.py num_empirical_loss = -1). */
   e->default_num_empirical = ndim == 2 ? (horizon <= 256 ? 10000 : 20000)
                            : ndim == 4 ? (horizon <= 16 ? 10000 : 20000) : 20000;
+  /* grid/trainer.py: buffer_size -1 -> floor(0.1 (H-1+d) (H-1)^(d-1)); n_train_steps -1 ->
+   * 4000 (8000 for d=2, H>256; 16000 for d=4, H>16), then x1.5 without LS, x2 with a buffer. */
+  double cap = 0.1 * (double)(horizon - 1 + ndim);
+  for (uint32_t i = 1; i < ndim; i++) cap *= (double)(horizon - 1);
+  e->default_buffer_capacity = cap < 1.0 ? 1 : (size_t)cap;
+  e->default_steps_base = ndim == 2 ? (horizon <= 256 ? 4000 : 8000)
+                        : ndim == 4 ? (horizon <= 16 ? 4000 : 16000) : 4000;
 
   uint64_t cells = 1;
   for (uint32_t i = 0; i < ndim && cells <= HG_EXACT_MAX_CELLS; i++) cells *= horizon;

@@ -1,0 +1,69 @@
+/* tch_mixer: the behaviour-policy schedule. For every training step it says where the
+ * batch comes from -- the Student on-policy, the Teacher, or buffer replay -- and whether
+ * local search refines it; it also holds the exploration (epsilon-uniform mixing and logit
+ * temperature) of each sampling source. Log-probabilities are always scored under the
+ * policy being trained, never under the exploration distribution.
+ *
+ * Schedules (strings, as in the config key mixer.schedule):
+ *   "student,buffer,teacher,buffer"   an explicit cycle: step i uses token i mod length;
+ *                                     a token may carry "+ls" (local search on that step)
+ *   "random:student=2,teacher=1,buffer=1"
+ *                                     each step draws its source with these relative
+ *                                     weights from the mixer stream of the trainer's seed
+ * A trainer built from a config with mixer.schedule "auto" uses the reference's
+ * alternation for its method (see docs/config.md). */
+#ifndef TEACHER_MIXER_H
+#define TEACHER_MIXER_H
+#include <stddef.h>
+#include <stdint.h>
+#include "teacher/status.h"
+#include "teacher/env.h"
+#include "teacher/policy.h"
+#include "teacher/buffer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tch_mixer tch_mixer;
+
+typedef enum tch_source {         /* pinned */
+  TCH_SOURCE_STUDENT = 0,
+  TCH_SOURCE_TEACHER = 1,
+  TCH_SOURCE_BUFFER = 2
+} tch_source;
+
+#define TCH_MIXER_LOCAL_SEARCH 0x1u   /* flag: refine this step's batch by local search */
+
+TCH_API tch_status tch_mixer_create(const char *schedule, tch_mixer **out);
+TCH_API tch_mixer *tch_mixer_retain(tch_mixer *m);
+TCH_API void tch_mixer_free(tch_mixer *m);
+
+/* The source and flags of a step. Deterministic in (schedule, seed, step). */
+TCH_API tch_status tch_mixer_source(const tch_mixer *m, uint64_t seed, uint64_t step,
+                                    tch_source *out_source, uint32_t *out_flags);
+/* Canonical text of the schedule (borrowed; valid while the mixer lives). */
+TCH_API tch_status tch_mixer_schedule(const tch_mixer *m, const char **out);
+
+/* Exploration of a sampling source (STUDENT or TEACHER): epsilon in [0, 1], temperature
+ * > 0. Defaults 0 and 1. */
+TCH_API tch_status tch_mixer_set_exploration(tch_mixer *m, tch_source src, double epsilon,
+                                             double temperature);
+TCH_API tch_status tch_mixer_get_exploration(const tch_mixer *m, tch_source src,
+                                             double *epsilon, double *temperature);
+
+/* Standalone use: attach the policies and buffer the sources draw from (retained; NULL
+ * detaches), then draw a batch for a step. Local search needs the trainer (it scores with
+ * the Student's loss) and is not applied by tch_mixer_draw_discrete; *out_flags reports it.
+ * Layout of the outputs as in policy.h. */
+TCH_API tch_status tch_mixer_set_policy(tch_mixer *m, tch_source src, tch_policy *p);
+TCH_API tch_status tch_mixer_set_buffer(tch_mixer *m, tch_buffer *b);
+TCH_API tch_status tch_mixer_draw_discrete(tch_mixer *m, tch_env *env, uint64_t seed,
+                                           uint64_t step, size_t n, int32_t *out_states,
+                                           int32_t *out_actions, uint32_t *out_len,
+                                           tch_source *out_source, uint32_t *out_flags);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TEACHER_MIXER_H */

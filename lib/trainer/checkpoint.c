@@ -1,0 +1,279 @@
+/* Checkpoints: the whole state of a trainer in one versioned, checksummed file, written
+ * atomically (temp file + fsync + rename), so a crash mid-write never destroys the previous
+ * checkpoint.
+ *
+ * Layout: "TCHK", u32 format, u32 endianness tag, then tagged sections
+ * (u32 tag, u64 byte length, payload) in any order, then CRC-32 of everything before it.
+ * Readers skip sections they do not know. Sections:
+ *   CONF  the effective config as YAML (a trainer is rebuilt from it)
+ *   STAT  counters and last metrics
+ *   STUD  Student policy + Adam state        TEAC  Teacher policy + Adam state
+ *   BUFF  replay buffer                      VIST  exact-target visit statistics
+ * Random numbers need no section: every stream is keyed by (seed, purpose, step). */
+#include <math.h>
+#include <string.h>
+#include "trainer.h"
+#include "buffers/buffer.h"
+#include "config/config.h"
+#include "io/io.h"
+
+#define CKPT_MAGIC "TCHK"
+#define CKPT_FORMAT 1u
+#define TAG(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+#define TAG_CONF TAG('C', 'O', 'N', 'F')
+#define TAG_STAT TAG('S', 'T', 'A', 'T')
+#define TAG_STUD TAG('S', 'T', 'U', 'D')
+#define TAG_TEAC TAG('T', 'E', 'A', 'C')
+#define TAG_BUFF TAG('B', 'U', 'F', 'F')
+#define TAG_VIST TAG('V', 'I', 'S', 'T')
+
+/* ---- writing ---------------------------------------------------------------------------- */
+static size_t section_begin(tchi_writer *w, uint32_t tag)
+{
+  tchi_put_u32(w, tag);
+  size_t at = w->len;
+  tchi_put_u64(w, 0);
+  return at;
+}
+
+static void section_end(tchi_writer *w, size_t at)
+{
+  if (w->status != TCH_OK) return;
+  uint64_t len = (uint64_t)(w->len - at - sizeof(uint64_t));
+  memcpy(w->buf + at, &len, sizeof len);
+}
+
+static void write_adam(tchi_writer *w, const tchi_adam *a)
+{
+  tchi_put_u64(w, a->t);
+  tchi_put_u64(w, a->n_groups);
+  for (size_t g = 0; g < a->n_groups; g++) {
+    tchi_put_u64(w, a->grp[g].n);
+    tchi_put(w, a->m[g], a->grp[g].n * sizeof(double));
+    tchi_put(w, a->v[g], a->grp[g].n * sizeof(double));
+  }
+}
+
+static void write_learner(tchi_writer *w, uint32_t tag, const tchi_learner *l)
+{
+  size_t at = section_begin(w, tag);
+  tchi_policy_write(l->policy, w);
+  write_adam(w, &l->opt);
+  tchi_put_f64(w, l->last_loss);
+  tchi_put_f64(w, l->last_grad_norm);
+  section_end(w, at);
+}
+
+tch_status tchi_trainer_save(const tch_trainer *t, const char *path)
+{
+  char *yaml = NULL;
+  size_t yaml_len = 0;
+  tch_status s = tchi_config_dump_yaml_string(t->cfg, &yaml, &yaml_len);
+  if (s) return s;
+  tchi_writer w;
+  tchi_writer_init(&w);
+  tchi_put(&w, CKPT_MAGIC, 4);
+  tchi_put_u32(&w, CKPT_FORMAT);
+  tchi_put_u32(&w, TCHI_ENDIAN_TAG);
+
+  size_t at = section_begin(&w, TAG_CONF);
+  tchi_put(&w, yaml, yaml_len);
+  section_end(&w, at);
+  tchi_free(yaml);
+
+  at = section_begin(&w, TAG_STAT);
+  tchi_put_u64(&w, t->step);
+  tchi_put_u64(&w, t->reward_calls);
+  tchi_put_u64(&w, t->grad_steps);
+  tchi_put_u32(&w, (uint32_t)(int32_t)t->last_source);
+  tchi_put_f64(&w, t->eval_l1);
+  tchi_put_f64(&w, t->eval_modes);
+  section_end(&w, at);
+
+  write_learner(&w, TAG_STUD, &t->student);
+  if (t->teacher.policy) write_learner(&w, TAG_TEAC, &t->teacher);
+  if (t->buffer) {
+    at = section_begin(&w, TAG_BUFF);
+    tchi_buffer_write(t->buffer, &w);
+    section_end(&w, at);
+  }
+  if (t->env->exact) {
+    const tchi_visits *v = &t->visits;
+    at = section_begin(&w, TAG_VIST);
+    tchi_put_u64(&w, t->env->exact->n);
+    tchi_put_u64(&w, v->window);
+    tchi_put_u64(&w, v->head);
+    tchi_put_u64(&w, v->count);
+    tchi_put_u64(&w, v->total);
+    tchi_put(&w, v->ring, v->count * sizeof(int64_t));
+    tchi_put_u64(&w, v->modes_found);
+    for (size_t k = 0; k < t->env->exact->n; k++)
+      if (v->seen_mode[k]) tchi_put_u64(&w, k);
+    section_end(&w, at);
+  }
+  s = tchi_writer_commit(&w, path);
+  tchi_writer_destroy(&w);
+  return s;
+}
+
+/* ---- reading ----------------------------------------------------------------------------- */
+static tch_status malformed(const tchi_reader *r, const char *what)
+{
+  return tchi_fail(TCH_E_IO, "'%s': malformed checkpoint (%s)", r->path, what);
+}
+
+static tch_status read_adam(tchi_reader *r, tchi_adam *a)
+{
+  uint64_t t, ng, n;
+  tch_status s;
+  if ((s = tchi_get_u64(r, &t)) || (s = tchi_get_u64(r, &ng))) return s;
+  if (ng != a->n_groups) return malformed(r, "optimiser groups");
+  for (size_t g = 0; g < a->n_groups; g++) {
+    if ((s = tchi_get_u64(r, &n))) return s;
+    if (n != a->grp[g].n) return malformed(r, "optimiser group size");
+    if ((s = tchi_get(r, a->m[g], n * sizeof(double))) || (s = tchi_get(r, a->v[g], n * sizeof(double))))
+      return s;
+  }
+  a->t = t;
+  return TCH_OK;
+}
+
+static tch_status read_learner(tchi_reader *r, tchi_learner *l)
+{
+  tch_policy *p;
+  tch_status s = tchi_policy_read(r, &p);
+  if (s) return s;
+  tch_policy *q = l->policy;
+  if (p->state_dim != q->state_dim || p->n_actions != q->n_actions || p->in_dim != q->in_dim ||
+      p->out_dim != q->out_dim || p->mlp.n_params != q->mlp.n_params || p->mlp.act != q->mlp.act) {
+    tchi_policy_release(p);
+    return malformed(r, "policy does not match its config or the env");
+  }
+  /* Copy into the existing policy: the optimiser's parameter groups point at it. */
+  memcpy(q->mlp.params, p->mlp.params, q->mlp.n_params * sizeof(float));
+  q->log_z = p->log_z;
+  tchi_policy_release(p);
+  if ((s = read_adam(r, &l->opt))) return s;
+  if ((s = tchi_get_f64(r, &l->last_loss)) || (s = tchi_get_f64(r, &l->last_grad_norm))) return s;
+  return TCH_OK;
+}
+
+static tch_status read_visits(tchi_reader *r, tch_trainer *t)
+{
+  tchi_visits *v = &t->visits;
+  uint64_t nx, window, head, count, total, modes;
+  tch_status s;
+  if ((s = tchi_get_u64(r, &nx)) || (s = tchi_get_u64(r, &window)) || (s = tchi_get_u64(r, &head)) ||
+      (s = tchi_get_u64(r, &count)) || (s = tchi_get_u64(r, &total)))
+    return s;
+  if (!t->env->exact || nx != t->env->exact->n) return malformed(r, "the env's terminal set differs");
+  if (window != v->window || count > window || (window && head >= window) || (!window && count))
+    return malformed(r, "visit window");
+  if ((s = tchi_get(r, v->ring, count * sizeof(int64_t)))) return s;
+  for (size_t i = 0; i < count; i++)
+    if (v->ring[i] < 0 || (uint64_t)v->ring[i] >= nx) return malformed(r, "visit index");
+  if ((s = tchi_get_u64(r, &modes))) return s;
+  memset(v->seen_mode, 0, nx);
+  for (uint64_t i = 0; i < modes; i++) {
+    uint64_t k;
+    if ((s = tchi_get_u64(r, &k))) return s;
+    if (k >= nx || !t->env->exact->is_mode[k]) return malformed(r, "mode index");
+    v->seen_mode[k] = 1;
+  }
+  v->head = head;
+  v->count = count;
+  v->total = total;
+  v->modes_found = modes;
+  tchi_visits_rebuild_counts(v, t->env);
+  return TCH_OK;
+}
+
+tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
+{
+  *out = NULL;
+  tchi_reader r;
+  tch_status s = tchi_reader_open(&r, path);
+  if (s) return s;
+  tch_config *cfg = NULL;
+  tch_trainer *t = NULL;
+  char magic[4];
+  uint32_t format, endian;
+  if ((s = tchi_get(&r, magic, 4)) || (s = tchi_get_u32(&r, &format)) || (s = tchi_get_u32(&r, &endian)))
+    goto done;
+  if (memcmp(magic, CKPT_MAGIC, 4) != 0) {
+    s = tchi_fail(TCH_E_IO, "'%s' is not a libteacher checkpoint", path);
+    goto done;
+  }
+  if (endian != TCHI_ENDIAN_TAG) {
+    s = tchi_fail(TCH_E_VERSION, "'%s' was written on a machine of other endianness", path);
+    goto done;
+  }
+  if (format != CKPT_FORMAT) {
+    s = tchi_fail(TCH_E_VERSION, "'%s' has checkpoint format %u; this library reads format %u",
+                  path, format, CKPT_FORMAT);
+    goto done;
+  }
+  int seen_stat = 0, seen_stud = 0, seen_teac = 0, seen_buff = 0, seen_vist = 0;
+  while (r.pos < r.len) {
+    uint32_t tag;
+    uint64_t len;
+    if ((s = tchi_get_u32(&r, &tag)) || (s = tchi_get_u64(&r, &len))) goto done;
+    if (len > r.len - r.pos) {
+      s = malformed(&r, "section longer than the file");
+      goto done;
+    }
+    size_t end = r.pos + (size_t)len;
+    if (tag == TAG_CONF) {
+      if (cfg) { s = malformed(&r, "two config sections"); goto done; }
+      if ((s = tch_config_create(&cfg))) goto done;
+      if ((s = tch_config_load_yaml_string(cfg, (const char *)r.buf + r.pos, (size_t)len))) {
+        s = tchi_fail_prefix(s, "'%s': checkpoint config: ", path);
+        goto done;
+      }
+      if ((s = tchi_trainer_create(env, cfg, &t))) goto done;
+    } else if (tag == TAG_STAT || tag == TAG_STUD || tag == TAG_TEAC || tag == TAG_BUFF ||
+               tag == TAG_VIST) {
+      if (!t) { s = malformed(&r, "state before the config section"); goto done; }
+      if (tag == TAG_STAT) {
+        uint32_t src;
+        if ((s = tchi_get_u64(&r, &t->step)) || (s = tchi_get_u64(&r, &t->reward_calls)) ||
+            (s = tchi_get_u64(&r, &t->grad_steps)) || (s = tchi_get_u32(&r, &src)) ||
+            (s = tchi_get_f64(&r, &t->eval_l1)) || (s = tchi_get_f64(&r, &t->eval_modes)))
+          goto done;
+        t->last_source = (int)(int32_t)src;
+        seen_stat = 1;
+      } else if (tag == TAG_STUD) {
+        if ((s = read_learner(&r, &t->student))) goto done;
+        seen_stud = 1;
+      } else if (tag == TAG_TEAC) {
+        if (!t->teacher.policy) { s = malformed(&r, "Teacher state but teacher.enabled is false"); goto done; }
+        if ((s = read_learner(&r, &t->teacher))) goto done;
+        seen_teac = 1;
+      } else if (tag == TAG_BUFF) {
+        if (!t->buffer) { s = malformed(&r, "buffer state but buffer.enabled is false"); goto done; }
+        tch_buffer *b;
+        if ((s = tchi_buffer_read(&r, &b))) goto done;
+        tch_buffer_free(t->buffer);
+        t->buffer = b;
+        seen_buff = 1;
+      } else {
+        if ((s = read_visits(&r, t))) goto done;
+        seen_vist = 1;
+      }
+      if (r.pos != end) { s = malformed(&r, "section length"); goto done; }
+    }
+    r.pos = end;   /* unknown sections are skipped */
+  }
+  if (!t || !seen_stat || !seen_stud || (t->teacher.policy && !seen_teac) ||
+      (t->buffer && !seen_buff) || (t->env->exact && !seen_vist)) {
+    s = malformed(&r, "a required section is missing");
+    goto done;
+  }
+  *out = t;
+  t = NULL;
+done:
+  tchi_trainer_release(t);
+  tch_config_free(cfg);
+  tchi_reader_close(&r);
+  return s;
+}
