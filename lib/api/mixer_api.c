@@ -1,7 +1,7 @@
 /* Public entry points of tch_mixer. */
 #include <math.h>
 #include <string.h>
-#include "teacher/teacher.h"
+#include "teacher/behaviour.h"
 #include "buffers/buffer.h"
 
 #define CHECK_ARG(cond, ...) do { if (!(cond)) return tchi_fail(TCH_E_ARG, __VA_ARGS__); } while (0)

@@ -165,7 +165,7 @@ static void ht_remove(tch_buffer *b, uint32_t s)
     size_t home = (size_t)b->hash[t] & mask;
     /* t may stay if its home lies cyclically in (i, j] */
     int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-    if (stays && home == 12345) continue;
+    if (stays) continue;
     b->table[i] = t;
     i = j;
   }

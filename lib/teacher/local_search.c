@@ -3,7 +3,7 @@
  * policy, and keep the new trajectory if it scores higher. */
 #include <math.h>
 #include <string.h>
-#include "teacher.h"
+#include "behaviour.h"
 
 void tchi_ls_ws_init(tchi_ls_ws *w)
 {

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "teacher.h"
+#include "behaviour.h"
 
 static const char *const source_names[3] = {"student", "teacher", "buffer"};
 

@@ -1,7 +1,7 @@
 /* The Teacher's reward: large where the Student's loss is large, twenty times larger where
  * the Student under-samples (delta > 0), optionally mixed with the Student reward. */
 #include <math.h>
-#include "teacher.h"
+#include "behaviour.h"
 
 static double f_of(const tchi_teacher_reward *tr, double y)
 {

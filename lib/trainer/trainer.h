@@ -4,7 +4,7 @@
 #include "core/core.h"
 #include "gfn/gfn.h"
 #include "nn/nn.h"
-#include "teacher/teacher.h"
+#include "teacher/behaviour.h"
 #include "teacher/trainer.h"
 
 /* Exact-target statistics of the visited terminal states (training visits). */

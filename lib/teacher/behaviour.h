@@ -1,7 +1,7 @@
 /* Behaviour side of the Teacher method: the Teacher's reward, the behaviour mixer and the
  * back-and-forth local search. Internal. */
-#ifndef TCHI_TEACHER_H
-#define TCHI_TEACHER_H
+#ifndef TCHI_BEHAVIOUR_H
+#define TCHI_BEHAVIOUR_H
 #include <math.h>
 #include "core/core.h"
 #include "gfn/gfn.h"
@@ -79,4 +79,4 @@ void tchi_ls_ws_destroy(tchi_ls_ws *w);
 tch_status tchi_local_search(tch_policy *p, tch_env *e, tchi_rng *rng, const tchi_ls_params *lp,
                              tchi_traj *t, tchi_ls_ws *w);
 
-#endif /* TCHI_TEACHER_H */
+#endif /* TCHI_BEHAVIOUR_H */
