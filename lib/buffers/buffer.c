@@ -37,95 +37,102 @@ static uint64_t hash_record(const int32_t *x, uint32_t d)
 }
 
 /* ---- order-statistics treaps ---------------------------------------------------------- */
-static inline int key_less(const tch_buffer *b, int kind, uint32_t x, uint32_t y)
+/* Keys are read from the nodes themselves; kind selects the order. */
+static inline int key_less(int kind, const tchi_osnode *x, const tchi_osnode *y)
 {
-  if (kind == TREE_RANK && b->prio[x] != b->prio[y]) return b->prio[x] > b->prio[y];
-  return b->seq[x] < b->seq[y];
+  if (kind == TREE_RANK && x->prio != y->prio) return x->prio > y->prio;
+  return x->seq < y->seq;
 }
 
-/* Heap key: a bijective hash of seq (distinct for distinct items). */
-static inline uint64_t heap_key(const tch_buffer *b, uint32_t x) { return mix64(b->seq[x]); }
-
-static inline uint32_t tsize(const tchi_ostree *t, uint32_t x) { return x == NIL ? 0 : t->sz[x]; }
-static inline void tupdate(tchi_ostree *t, uint32_t x)
+/* Heap order: x above y by (hk, seq), hk = the high half of a bijective hash of seq,
+ * cached in the node; (hk, seq) is unique, so the shape is a function of the items. */
+static inline int heap_above(const tchi_osnode *x, const tchi_osnode *y)
 {
-  t->sz[x] = 1 + tsize(t, t->l[x]) + tsize(t, t->r[x]);
+  return x->hk != y->hk ? x->hk > y->hk : x->seq > y->seq;
+}
+
+static inline uint32_t tsize(const tchi_osnode *nd, uint32_t x) { return x == NIL ? 0 : nd[x].sz; }
+static inline void tupdate(tchi_osnode *nd, uint32_t x)
+{
+  nd[x].sz = 1 + tsize(nd, nd[x].l) + tsize(nd, nd[x].r);
 }
 
 /* Splits subtree x into keys < key(k) and the rest. */
-static void tsplit(const tch_buffer *b, tchi_ostree *t, int kind, uint32_t x, uint32_t k,
-                   uint32_t *lo, uint32_t *hi)
+static void tsplit(tchi_osnode *nd, int kind, uint32_t x, const tchi_osnode *k, uint32_t *lo,
+                   uint32_t *hi)
 {
   if (x == NIL) {
     *lo = *hi = NIL;
     return;
   }
-  if (key_less(b, kind, x, k)) {
-    tsplit(b, t, kind, t->r[x], k, &t->r[x], hi);
+  if (key_less(kind, &nd[x], k)) {
+    tsplit(nd, kind, nd[x].r, k, &nd[x].r, hi);
     *lo = x;
   } else {
-    tsplit(b, t, kind, t->l[x], k, lo, &t->l[x]);
+    tsplit(nd, kind, nd[x].l, k, lo, &nd[x].l);
     *hi = x;
   }
-  tupdate(t, x);
+  tupdate(nd, x);
 }
 
 /* Merges two subtrees, every key of x before every key of y. */
-static uint32_t tmerge(const tch_buffer *b, tchi_ostree *t, uint32_t x, uint32_t y)
+static uint32_t tmerge(tchi_osnode *nd, uint32_t x, uint32_t y)
 {
   if (x == NIL) return y;
   if (y == NIL) return x;
-  if (heap_key(b, x) > heap_key(b, y)) {
-    t->r[x] = tmerge(b, t, t->r[x], y);
-    tupdate(t, x);
+  if (heap_above(&nd[x], &nd[y])) {
+    nd[x].r = tmerge(nd, nd[x].r, y);
+    tupdate(nd, x);
     return x;
   }
-  t->l[y] = tmerge(b, t, x, t->l[y]);
-  tupdate(t, y);
+  nd[y].l = tmerge(nd, x, nd[y].l);
+  tupdate(nd, y);
   return y;
 }
 
-static uint32_t tinsert(const tch_buffer *b, tchi_ostree *t, int kind, uint32_t x, uint32_t k)
+/* Inserts node k (keys set) into subtree x. */
+static uint32_t tinsert(tchi_osnode *nd, int kind, uint32_t x, uint32_t k)
 {
   if (x == NIL) {
-    t->l[k] = t->r[k] = NIL;
-    t->sz[k] = 1;
+    nd[k].l = nd[k].r = NIL;
+    nd[k].sz = 1;
     return k;
   }
-  if (heap_key(b, k) > heap_key(b, x)) {
-    tsplit(b, t, kind, x, k, &t->l[k], &t->r[k]);
-    tupdate(t, k);
+  if (heap_above(&nd[k], &nd[x])) {
+    tsplit(nd, kind, x, &nd[k], &nd[k].l, &nd[k].r);
+    tupdate(nd, k);
     return k;
   }
-  if (key_less(b, kind, k, x)) t->l[x] = tinsert(b, t, kind, t->l[x], k);
-  else t->r[x] = tinsert(b, t, kind, t->r[x], k);
-  t->sz[x]++;
+  if (key_less(kind, &nd[k], &nd[x])) nd[x].l = tinsert(nd, kind, nd[x].l, k);
+  else nd[x].r = tinsert(nd, kind, nd[x].r, k);
+  nd[x].sz++;
   return x;
 }
 
 /* Removes k (which must be in the subtree). */
-static uint32_t terase(const tch_buffer *b, tchi_ostree *t, int kind, uint32_t x, uint32_t k)
+static uint32_t terase(tchi_osnode *nd, int kind, uint32_t x, uint32_t k)
 {
-  if (x == k) return tmerge(b, t, t->l[x], t->r[x]);
-  if (key_less(b, kind, k, x)) t->l[x] = terase(b, t, kind, t->l[x], k);
-  else t->r[x] = terase(b, t, kind, t->r[x], k);
-  t->sz[x]--;
+  if (x == k) return tmerge(nd, nd[x].l, nd[x].r);
+  if (key_less(kind, &nd[k], &nd[x])) nd[x].l = terase(nd, kind, nd[x].l, k);
+  else nd[x].r = terase(nd, kind, nd[x].r, k);
+  nd[x].sz--;
   return x;
 }
 
-/* The item of rank i (0-based), i < size. */
+/* The slot of rank i (0-based), i < size. */
 static uint32_t tselect(const tchi_ostree *t, size_t i)
 {
+  const tchi_osnode *nd = t->nd;
   uint32_t x = t->root;
   for (;;) {
-    size_t ls = tsize(t, t->l[x]);
+    size_t ls = tsize(nd, nd[x].l);
     if (i < ls) {
-      x = t->l[x];
+      x = nd[x].l;
     } else if (i == ls) {
       return x;
     } else {
       i -= ls + 1;
-      x = t->r[x];
+      x = nd[x].r;
     }
   }
 }
@@ -194,11 +201,8 @@ static tch_status reserve(tch_buffer *b, size_t need)
   if (cap < need) cap = need;
   if (cap > b->capacity) cap = b->capacity;
   if (!grow(&b->records, cap, (size_t)b->record_dim * sizeof(int32_t)) ||
-      !grow(&b->log_r, cap, sizeof(double)) || !grow(&b->prio, cap, sizeof(double)) ||
-      !grow(&b->seq, cap, sizeof(uint64_t)) || !grow(&b->hash, cap, sizeof(uint64_t)) ||
-      !grow(&b->fifo.l, cap, sizeof(uint32_t)) || !grow(&b->fifo.r, cap, sizeof(uint32_t)) ||
-      !grow(&b->fifo.sz, cap, sizeof(uint32_t)) || !grow(&b->rank.l, cap, sizeof(uint32_t)) ||
-      !grow(&b->rank.r, cap, sizeof(uint32_t)) || !grow(&b->rank.sz, cap, sizeof(uint32_t)))
+      !grow(&b->log_r, cap, sizeof(double)) || !grow(&b->hash, cap, sizeof(uint64_t)) ||
+      !grow(&b->fifo.nd, cap, sizeof(tchi_osnode)) || !grow(&b->rank.nd, cap, sizeof(tchi_osnode)))
     return tchi_fail(TCH_E_NOMEM, "out of memory growing a replay buffer to %zu records", cap);
   size_t tsz = 16;
   while (tsz < 2 * cap) tsz *= 2;
@@ -211,7 +215,7 @@ static tch_status reserve(tch_buffer *b, size_t need)
     b->table = nt;
     b->table_mask = tsz - 1;
     for (uint32_t s2 = 0; s2 < b->used; s2++)
-      if (b->seq[s2] != 0) ht_insert(b, s2);
+      if (b->fifo.nd[s2].seq != 0) ht_insert(b, s2);
   }
   b->alloc_cap = cap;
   return TCH_OK;
@@ -221,7 +225,7 @@ static uint32_t take_slot(tch_buffer *b)
 {
   if (b->free_head != NIL) {
     uint32_t s = b->free_head;
-    b->free_head = b->fifo.l[s];
+    b->free_head = b->fifo.nd[s].l;
     return s;
   }
   return b->used++;
@@ -232,22 +236,23 @@ static void link_item(tch_buffer *b, uint32_t s, double log_r, double prio, uint
                       uint64_t h)
 {
   b->log_r[s] = log_r;
-  b->prio[s] = prio;
-  b->seq[s] = seq;
   b->hash[s] = h;
+  b->fifo.nd[s].seq = b->rank.nd[s].seq = seq;
+  b->fifo.nd[s].hk = b->rank.nd[s].hk = (uint32_t)(mix64(seq) >> 32);
+  b->fifo.nd[s].prio = b->rank.nd[s].prio = prio;
   ht_insert(b, s);
-  b->fifo.root = tinsert(b, &b->fifo, TREE_FIFO, b->fifo.root, s);
-  b->rank.root = tinsert(b, &b->rank, TREE_RANK, b->rank.root, s);
+  b->fifo.root = tinsert(b->fifo.nd, TREE_FIFO, b->fifo.root, s);
+  b->rank.root = tinsert(b->rank.nd, TREE_RANK, b->rank.root, s);
   b->n++;
 }
 
 static void remove_item(tch_buffer *b, uint32_t s)
 {
   ht_remove(b, s);
-  b->fifo.root = terase(b, &b->fifo, TREE_FIFO, b->fifo.root, s);
-  b->rank.root = terase(b, &b->rank, TREE_RANK, b->rank.root, s);
-  b->seq[s] = 0;
-  b->fifo.l[s] = b->free_head;
+  b->fifo.root = terase(b->fifo.nd, TREE_FIFO, b->fifo.root, s);
+  b->rank.root = terase(b->rank.nd, TREE_RANK, b->rank.root, s);
+  b->fifo.nd[s].seq = 0;
+  b->fifo.nd[s].l = b->free_head;
   b->free_head = s;
   b->n--;
 }
@@ -296,15 +301,9 @@ static void buffer_destroy(tch_buffer *b)
 {
   tchi_free(b->records);
   tchi_free(b->log_r);
-  tchi_free(b->prio);
-  tchi_free(b->seq);
   tchi_free(b->hash);
-  tchi_free(b->fifo.l);
-  tchi_free(b->fifo.r);
-  tchi_free(b->fifo.sz);
-  tchi_free(b->rank.l);
-  tchi_free(b->rank.r);
-  tchi_free(b->rank.sz);
+  tchi_free(b->fifo.nd);
+  tchi_free(b->rank.nd);
   tchi_free(b->table);
   tchi_free(b);
 }
@@ -316,7 +315,7 @@ void tchi_buffer_release(tch_buffer *b)
 
 double tchi_buffer_max_priority(const tch_buffer *b)
 {
-  return b->n ? b->prio[tselect(&b->rank, 0)] : 1.0;
+  return b->n ? b->rank.nd[tselect(&b->rank, 0)].prio : 1.0;
 }
 
 tch_status tchi_buffer_add(tch_buffer *b, size_t n, const int32_t *records, const double *log_r,
@@ -371,16 +370,46 @@ double tchi_digamma(double x)
   return acc + log(x) - 0.5 / x - series;
 }
 
-/* Smallest r with psi(a + r + 1) - psi(a) > target, given psi(a); r in [0, n). */
+/* Smallest r in [0, n) with psi(a + r + 1) - psi(a) > target (n - 1 if none: rounding at
+ * u -> 1), given psi(a). The predicate is monotone in r, so any search finds the same r;
+ * this one starts from psi(x) ~ ln(x - 1/2), which is within one rank for x >= 10, and
+ * gallops outwards from it before bisecting: about three psi evaluations per draw. */
 static size_t rank_search(double a, size_t n, double psi_a, double target)
 {
-  size_t lo = 0, hi = n - 1;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (tchi_digamma(a + (double)mid + 1.0) - psi_a > target) hi = mid;
-    else lo = mid + 1;
+#define RANK_P(r) (tchi_digamma(a + (double)(r) + 1.0) - psi_a > target)
+  if (n == 1) return 0;
+  double g = ceil(exp(psi_a + target) + 0.5 - a - 1.0);
+  size_t r = !(g > 0.0) ? 0 : g >= (double)(n - 1) ? n - 1 : (size_t)g;
+  /* bracket: P(hi) holds (hi = n - 1 needs no check); lo = -1 or P(lo) fails */
+  int64_t lo, hi;
+  if (r == n - 1 || RANK_P(r)) {
+    hi = (int64_t)r;
+    lo = -1;
+    for (int64_t step = 1; hi - step >= 0; step *= 2) {
+      if (!RANK_P(hi - step)) {
+        lo = hi - step;
+        break;
+      }
+      hi -= step;
+    }
+  } else {
+    lo = (int64_t)r;
+    hi = (int64_t)n - 1;
+    for (int64_t step = 1; lo + step < (int64_t)n - 1; step *= 2) {
+      if (RANK_P(lo + step)) {
+        hi = lo + step;
+        break;
+      }
+      lo += step;
+    }
   }
-  return lo;
+  while (hi - lo > 1) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (RANK_P(mid)) hi = mid;
+    else lo = mid;
+  }
+  return (size_t)hi;
+#undef RANK_P
 }
 
 /* a = rank_k * N, kept away from 0 so that 1/a stays finite. */
@@ -441,7 +470,7 @@ void tchi_buffer_get(const tch_buffer *b, size_t i, int32_t *out_record, double 
     memcpy(out_record, b->records + (size_t)s * b->record_dim,
            (size_t)b->record_dim * sizeof(int32_t));
   if (out_log_r) *out_log_r = b->log_r[s];
-  if (out_priority) *out_priority = b->prio[s];
+  if (out_priority) *out_priority = b->rank.nd[s].prio;
 }
 
 void tchi_buffer_clear(tch_buffer *b)
@@ -466,9 +495,9 @@ void tchi_buffer_write(const tch_buffer *b, tchi_writer *w)
   tchi_put_u64(w, b->next_seq);
   for (size_t i = 0; i < b->n; i++) {
     uint32_t s = tselect(&b->fifo, i);
-    tchi_put_u64(w, b->seq[s]);
+    tchi_put_u64(w, b->fifo.nd[s].seq);
     tchi_put_f64(w, b->log_r[s]);
-    tchi_put_f64(w, b->prio[s]);
+    tchi_put_f64(w, b->rank.nd[s].prio);
     tchi_put(w, b->records + (size_t)s * b->record_dim, (size_t)b->record_dim * sizeof(int32_t));
   }
 }

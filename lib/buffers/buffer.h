@@ -8,7 +8,7 @@
  *   - an open-addressing hash table keyed by the record bytes (de-duplication);
  *   - an order-statistics treap keyed by seq (FIFO order: eviction, uniform draws, get);
  *   - an order-statistics treap keyed by (priority desc, seq asc) (rank-based draws).
- * Treap heap keys are a bijective hash of seq, so the shape is a function of the items
+ * Treap heap order is by (hash of seq, seq), so the shape is a function of the items
  * alone; draws only use ranks, so they depend on the items, their priorities and seqs and
  * the RNG, never on slot positions or history: a buffer read back from its serialisation
  * samples identically. */
@@ -22,9 +22,17 @@
 /* Largest capacity (slot indices are uint32, TCHI_BUFFER_NIL excluded). */
 #define TCHI_BUFFER_MAX_CAPACITY ((size_t)UINT32_MAX - 1)
 
-/* One size-augmented treap over slots (children and subtree sizes per slot). */
+/* A node of a size-augmented treap over slots, with its keys inline so that a walk
+ * touches one cache line per level. */
+typedef struct tchi_osnode {
+  uint32_t l, r, sz;
+  uint32_t hk;             /* heap key: high half of a bijective hash of seq */
+  uint64_t seq;            /* 0 in fifo marks a free slot */
+  double prio;             /* used by the rank tree only */
+} tchi_osnode;
+
 typedef struct tchi_ostree {
-  uint32_t *l, *r, *sz;
+  tchi_osnode *nd;         /* alloc_cap nodes, indexed by slot */
   uint32_t root;
 } tchi_ostree;
 
@@ -39,11 +47,12 @@ struct tch_buffer {
   /* slot storage, alloc_cap slots each */
   size_t alloc_cap;
   int32_t *records;        /* alloc_cap x record_dim */
-  double *log_r, *prio;
-  uint64_t *seq;           /* 0 = free slot */
+  double *log_r;
   uint64_t *hash;          /* hash of the slot's record */
   uint32_t used;           /* high-water mark of slots ever handed out */
-  uint32_t free_head;      /* free slots, linked through fifo.l */
+  uint32_t free_head;      /* free slots, linked through fifo.nd[].l */
+  /* fifo: keyed by seq; rank: keyed by (prio desc, seq asc). A slot's seq is
+   * fifo.nd[s].seq (= rank.nd[s].seq), its priority rank.nd[s].prio. */
   tchi_ostree fifo, rank;
   /* de-duplication: open addressing, linear probing, backward-shift deletion */
   uint32_t *table;         /* table_mask + 1 entries, slot or NIL */

@@ -79,4 +79,23 @@ void tchi_ls_ws_destroy(tchi_ls_ws *w);
 tch_status tchi_local_search(tch_policy *p, tch_env *e, tchi_rng *rng, const tchi_ls_params *lp,
                              tchi_traj *t, tchi_ls_ws *w);
 
+/* ---- GAFN baseline (gafn.c) ------------------------------------------------------------ */
+typedef struct tchi_rnd {
+  tchi_mlp target, pred;           /* [in -> hidden -> hidden -> latent], LeakyReLU */
+  tchi_mlp_ws ws_target, ws_pred;
+  int32_t *idx; float *feat; double *dist; float *dpred;
+  size_t cap;
+} tchi_rnd;
+typedef struct tchi_gafn_params {
+  double ri_scale, ri_loss_weight;
+  int edge_ri;
+} tchi_gafn_params;
+tch_status tchi_rnd_init(tchi_rnd *r, size_t in_dim, size_t hidden, size_t latent, uint64_t seed);
+void tchi_rnd_destroy(tchi_rnd *r);
+/* GAFN loss of a batch; with grad, accumulates into the policy (network, log Z) and the
+ * RND predictor. ev: evaluation scratch. */
+tch_status tchi_gafn_loss(tch_policy *p, tchi_rnd *rnd, tch_env *e, const tchi_traj *t,
+                          tchi_eval *ev, const double *log_r, const tchi_gafn_params *gp,
+                          int grad, double *loss);
+
 #endif /* TCHI_BEHAVIOUR_H */

@@ -9,6 +9,7 @@
  *   STAT  counters and last metrics
  *   STUD  Student policy + Adam state        TEAC  Teacher policy + Adam state
  *   BUFF  replay buffer                      VIST  exact-target visit statistics
+ *   GAFN  RND target and predictor weights (their Adam state is in STUD)
  * Random numbers need no section: every stream is keyed by (seed, purpose, step). */
 #include <math.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #define TAG_TEAC TAG('T', 'E', 'A', 'C')
 #define TAG_BUFF TAG('B', 'U', 'F', 'F')
 #define TAG_VIST TAG('V', 'I', 'S', 'T')
+#define TAG_GAFN TAG('G', 'A', 'F', 'N')
 
 /* ---- writing ---------------------------------------------------------------------------- */
 static size_t section_begin(tchi_writer *w, uint32_t tag)
@@ -92,6 +94,13 @@ tch_status tchi_trainer_save(const tch_trainer *t, const char *path)
 
   write_learner(&w, TAG_STUD, &t->student);
   if (t->teacher.policy) write_learner(&w, TAG_TEAC, &t->teacher);
+  if (t->gafn) {
+    at = section_begin(&w, TAG_GAFN);
+    tchi_put_u64(&w, t->rnd.pred.n_params);
+    tchi_put(&w, t->rnd.target.params, t->rnd.target.n_params * sizeof(float));
+    tchi_put(&w, t->rnd.pred.params, t->rnd.pred.n_params * sizeof(float));
+    section_end(&w, at);
+  }
   if (t->buffer) {
     at = section_begin(&w, TAG_BUFF);
     tchi_buffer_write(t->buffer, &w);
@@ -213,7 +222,7 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
                   path, format, CKPT_FORMAT);
     goto done;
   }
-  int seen_stat = 0, seen_stud = 0, seen_teac = 0, seen_buff = 0, seen_vist = 0;
+  int seen_stat = 0, seen_stud = 0, seen_teac = 0, seen_buff = 0, seen_vist = 0, seen_gafn = 0;
   while (r.pos < r.len) {
     uint32_t tag;
     uint64_t len;
@@ -232,7 +241,7 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
       }
       if ((s = tchi_trainer_create(env, cfg, &t))) goto done;
     } else if (tag == TAG_STAT || tag == TAG_STUD || tag == TAG_TEAC || tag == TAG_BUFF ||
-               tag == TAG_VIST) {
+               tag == TAG_VIST || tag == TAG_GAFN) {
       if (!t) { s = malformed(&r, "state before the config section"); goto done; }
       if (tag == TAG_STAT) {
         uint32_t src;
@@ -249,6 +258,15 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
         if (!t->teacher.policy) { s = malformed(&r, "Teacher state but teacher.enabled is false"); goto done; }
         if ((s = read_learner(&r, &t->teacher))) goto done;
         seen_teac = 1;
+      } else if (tag == TAG_GAFN) {
+        uint64_t np;
+        if (!t->gafn) { s = malformed(&r, "GAFN state but gafn.enabled is false"); goto done; }
+        if ((s = tchi_get_u64(&r, &np))) goto done;
+        if (np != t->rnd.pred.n_params) { s = malformed(&r, "RND network size"); goto done; }
+        if ((s = tchi_get(&r, t->rnd.target.params, np * sizeof(float))) ||
+            (s = tchi_get(&r, t->rnd.pred.params, np * sizeof(float))))
+          goto done;
+        seen_gafn = 1;
       } else if (tag == TAG_BUFF) {
         if (!t->buffer) { s = malformed(&r, "buffer state but buffer.enabled is false"); goto done; }
         tch_buffer *b;
@@ -265,7 +283,7 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
     r.pos = end;   /* unknown sections are skipped */
   }
   if (!t || !seen_stat || !seen_stud || (t->teacher.policy && !seen_teac) ||
-      (t->buffer && !seen_buff) || (t->env->exact && !seen_vist)) {
+      (t->buffer && !seen_buff) || (t->env->exact && !seen_vist) || (t->gafn && !seen_gafn)) {
     s = malformed(&r, "a required section is missing");
     goto done;
   }

@@ -99,6 +99,7 @@ static tch_status learner_init(tchi_learner *l, const tchi_policy_spec *spec, ui
   memset(l, 0, sizeof *l);
   tchi_eval_init(&l->ev);
   l->grad_clip = clip;
+  l->n_clip_groups = 2;
   l->last_loss = l->last_grad_norm = NAN;
   tch_status s = tchi_policy_new(spec, seed, init_stream, &l->policy);
   if (s) return s;
@@ -115,6 +116,7 @@ void tchi_trainer_release(tch_trainer *t)
   if (!t || !tchi_ref_dec(&t->ref)) return;
   learner_destroy(&t->student);
   learner_destroy(&t->teacher);
+  if (t->gafn) tchi_rnd_destroy(&t->rnd);
   tch_buffer_free(t->buffer);
   tchi_mixer_release(t->mixer);
   tchi_ls_ws_destroy(&t->ls_ws);
@@ -153,8 +155,12 @@ tch_status tchi_trainer_create(tch_env *env, const tch_config *c, tch_trainer **
 
   const tch_config *cf = t->cfg;
   t->loss_kind = strcmp(tchi_cfg_string(cf, "student.loss"), "db") == 0 ? TCHI_LOSS_DB : TCHI_LOSS_TB;
-  if (tchi_cfg_bool(cf, "gafn.enabled")) {
-    s = tchi_fail(TCH_E_CONFIG, "gafn.enabled: the GAFN baseline is not available yet");
+  t->gafn = tchi_cfg_bool(cf, "gafn.enabled");
+  if (t->gafn && (t->loss_kind != TCHI_LOSS_TB || tchi_cfg_bool(cf, "teacher.enabled") ||
+                  tchi_cfg_bool(cf, "buffer.enabled") || tchi_cfg_bool(cf, "local_search.enabled"))) {
+    s = tchi_fail(TCH_E_CONFIG, "gafn.enabled: the GAFN baseline trains TB on-policy (as the "
+                  "reference's gafntb agent); it cannot be combined with student.loss db, the "
+                  "Teacher, a buffer or local search");
     goto fail;
   }
   t->seed = (uint64_t)tchi_cfg_int(cf, "seed");
@@ -171,11 +177,30 @@ tch_status tchi_trainer_create(tch_env *env, const tch_config *c, tch_trainer **
   /* Student, and the Teacher with the same architecture (the reference's agents). */
   tchi_policy_spec spec;
   if ((s = tchi_policy_spec_from_config(cf, env, &spec))) goto fail;
+  spec.has_flow |= t->gafn;   /* GAFN's state flow F(s) weighs the edge rewards */
   if ((s = learner_init(&t->student, &spec, t->seed, 0, tchi_cfg_double(cf, "student.lr"),
                         tchi_cfg_double(cf, "student.lr_logz"),
                         tchi_cfg_double(cf, "student.weight_decay"),
                         tchi_cfg_double(cf, "student.grad_clip"))))
     goto fail;
+  if (t->gafn) {
+    /* RND networks, and the predictor as a third optimiser group outside the clip. */
+    t->gafn_params = (tchi_gafn_params){
+      .ri_scale = tchi_cfg_double(cf, "gafn.ri_scale"),
+      .ri_loss_weight = tchi_cfg_double(cf, "gafn.ri_loss_weight"),
+      .edge_ri = tchi_cfg_bool(cf, "gafn.edge_ri"),
+    };
+    if ((s = tchi_rnd_init(&t->rnd, env->in_dim, (size_t)tchi_cfg_int(cf, "gafn.rnd_hidden_dim"),
+                           (size_t)tchi_cfg_int(cf, "gafn.rnd_latent_dim"), t->seed)))
+      goto fail;
+    tchi_param_group groups[3] = {
+      t->student.opt.grp[0], t->student.opt.grp[1],
+      { .p = t->rnd.pred.params, .g = t->rnd.pred.grads, .n = t->rnd.pred.n_params,
+        .lr = tchi_cfg_double(cf, "student.lr") },
+    };
+    tchi_adam_destroy(&t->student.opt);
+    if ((s = tchi_adam_init(&t->student.opt, 3, groups))) goto fail;
+  }
   int teacher_on = tchi_cfg_bool(cf, "teacher.enabled");
   if (teacher_on) {
     /* Its own initialisation stream (index 1), independent of the Student's. */
@@ -284,11 +309,18 @@ static tch_status learner_grad(tch_trainer *t, tchi_learner *l, const double *lo
   tch_policy *p = l->policy;
   tchi_mlp_zero_grad(&p->mlp);
   p->log_z_grad = 0.0;
-  tch_status s = t->loss_kind == TCHI_LOSS_DB
-                   ? tchi_db_loss(p, t->env, &t->traj, &l->ev, log_r, 1, dres, loss)
-                   : tchi_tb_loss(p, t->env, &t->traj, &l->ev, log_r, NULL, 1, delta, loss);
+  tch_status s;
+  if (t->gafn && l == &t->student) {
+    tchi_mlp_zero_grad(&t->rnd.pred);
+    s = tchi_gafn_loss(p, &t->rnd, t->env, &t->traj, &l->ev, log_r, &t->gafn_params, 1, loss);
+  } else if (t->loss_kind == TCHI_LOSS_DB) {
+    s = tchi_db_loss(p, t->env, &t->traj, &l->ev, log_r, 1, dres, loss);
+  } else {
+    s = tchi_tb_loss(p, t->env, &t->traj, &l->ev, log_r, NULL, 1, delta, loss);
+  }
   if (s) return s;
-  *norm = tchi_clip_grad_norm(l->opt.grp, l->opt.n_groups, l->grad_clip);
+  /* The reference clips the sampler's network and log Z only (not the RND predictor). */
+  *norm = tchi_clip_grad_norm(l->opt.grp, l->n_clip_groups, l->grad_clip);
   if (!isfinite(*norm))
     return tchi_fail(TCH_E_NUMERIC, "%s gradient norm is %g at step %llu",
                      l == &t->student ? "Student" : "Teacher", *norm, (unsigned long long)t->step);

@@ -26,6 +26,7 @@ typedef struct tchi_learner {
   tchi_adam opt;
   tchi_eval ev;
   double grad_clip;
+  size_t n_clip_groups;      /* leading optimiser groups covered by the norm clip */
   double last_loss, last_grad_norm;
 } tchi_learner;
 
@@ -43,6 +44,9 @@ struct tch_trainer {
   tch_buffer *buffer;        /* NULL when off */
   tch_priority priority;
   tch_mixer *mixer;
+  int gafn;                  /* GAFN baseline: Student trained with RND intrinsic rewards */
+  tchi_rnd rnd;
+  tchi_gafn_params gafn_params;
   tchi_ls_params ls;
   tchi_ls_ws ls_ws;
   /* per-step scratch */

@@ -144,6 +144,13 @@ START_TEST(resume_db_teacher_learned_pb)
 }
 END_TEST
 
+START_TEST(resume_gafn)
+{
+  static const char *const sets[] = {"gafn.enabled", "true", "gafn.ri_scale", "0.1", NULL};
+  check_resume(sets);
+}
+END_TEST
+
 START_TEST(damaged_checkpoints_rejected)
 {
   tch_env *env;
@@ -216,6 +223,7 @@ int main(void)
   tcase_add_test(tc, resume_on_policy_tb);
   tcase_add_test(tc, resume_teacher_buffer_local_search);
   tcase_add_test(tc, resume_db_teacher_learned_pb);
+  tcase_add_test(tc, resume_gafn);
   tcase_add_test(tc, damaged_checkpoints_rejected);
   suite_add_tcase(s, tc);
   return tch_run_suite(s);
