@@ -77,24 +77,27 @@ static int terminal_width(void)
 
 static void draw_bar(tcli_progress *p, const tch_trainer *t, uint64_t step, double now)
 {
-  enum { WIDTH = 20 };
   double frac = p->target > 0 ? (double)step / (double)p->target : 1.0;
   if (frac > 1) frac = 1;
-  char bar[WIDTH + 1];
-  int filled = (int)(frac * WIDTH);
-  for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
-  bar[WIDTH] = '\0';
-  char modes[64], r[32], eta[32];
+  char modes[64], r[32], eta[32], rest[256];
   format_modes(modes, sizeof modes, t);
   double it_s = rate(p, step, now);
   format_rate(r, sizeof r, it_s);
   tcli_format_duration(eta, sizeof eta, isfinite(it_s) ? (double)(p->target - step) / it_s : NAN);
-  char line[512];
-  int n = snprintf(line, sizeof line, "[%s] %llu/%llu %3.0f%% | loss %.3g | %s | %s | ETA %s", bar,
+  int n = snprintf(rest, sizeof rest, " %llu/%llu %3.0f%% | loss %.3g | %s | %s | ETA %s",
                    (unsigned long long)step, (unsigned long long)p->target, 100 * frac,
                    tcli_metric(t, "loss.student"), modes, r, eta);
-  int cols = terminal_width() - 1;
-  if (n > cols) line[cols] = '\0';
+  /* The bar takes what the terminal leaves (5..20 cells); the rest is cut if too narrow. */
+  int cols = terminal_width() - 1, width = cols - 2 - n;
+  if (width > 20) width = 20;
+  if (width < 5) width = 5;
+  char line[512];
+  int filled = (int)(frac * width), k = 0;
+  line[k++] = '[';
+  for (int i = 0; i < width; i++) line[k++] = i < filled ? '#' : '.';
+  line[k++] = ']';
+  snprintf(line + k, sizeof line - (size_t)k, "%s", rest);
+  if (cols < (int)sizeof line && (int)strlen(line) > cols) line[cols] = '\0';
   fprintf(stderr, "\r%s\033[K", line);
   fflush(stderr);
   p->on_screen = 1;

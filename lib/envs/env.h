@@ -33,6 +33,7 @@ struct tch_env {
   size_t default_num_empirical; /* reference's L1 window for this env (0: library default) */
   size_t default_buffer_capacity; /* reference's replay-buffer size (0: none, must be set) */
   uint64_t default_steps_base;  /* reference's n_train_steps before its x1.5 / x2 rules (0: none) */
+  size_t default_replay_factor; /* DB transition replay: batch_size x this (hypergrid H div 2) */
   void *builtin;             /* built-in env's own data (freed by builtin_free) */
   void (*builtin_free)(void *);
   /* Scratch for mask checks (grown on demand). */

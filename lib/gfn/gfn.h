@@ -126,6 +126,8 @@ typedef struct tchi_eval {
   size_t cap_rowstates;
   double *lp;              /* n_actions scratch */
   size_t cap_lp;
+  uint8_t *fwd, *bwd;      /* masks of rowstates (transition batches) */
+  size_t cap_fwd, cap_bwd;
 } tchi_eval;
 
 void tchi_eval_init(tchi_eval *ev);
@@ -146,6 +148,16 @@ tch_status tchi_tb_loss(tch_policy *p, tch_env *e, const tchi_traj *t, tchi_eval
 tch_status tchi_db_loss(tch_policy *p, tch_env *e, const tchi_traj *t, tchi_eval *ev,
                         const double *log_r, int grad, double *d, double *loss);
 /* ev: caller-owned evaluation scratch reused across steps (NULL = a temporary one). */
+
+/* DB on replayed transitions (trainer_db.py learn_from_transition). A record is
+ * s (state_dim), a, s' (state_dim), is_terminal: n x (2 state_dim + 2) int32. For terminal
+ * transitions the target is log_r[i]; otherwise log F(s'). The EXIT transition has
+ * P_B = 1. loss = mean d^2 over transitions; d (may be NULL) gets the residuals. */
+tch_status tchi_db_transition_loss(tch_policy *p, tch_env *e, size_t n, const int32_t *records,
+                                   const double *log_r, tchi_eval *ev, int grad, double *d,
+                                   double *loss);
+/* Record width of a transition of env e. */
+static inline uint32_t tchi_transition_dim(const tch_env *e) { return 2 * e->d.state_dim + 2; }
 
 /* Masked log-softmax of one row (invalid entries get -INFINITY); returns log-sum-exp. */
 double tchi_masked_log_softmax(const float *logits, const uint8_t *mask, size_t k,

@@ -15,6 +15,8 @@ void tchi_eval_destroy(tchi_eval *ev)
   tchi_free(ev->log_pb);
   tchi_free(ev->rowstates);
   tchi_free(ev->lp);
+  tchi_free(ev->fwd);
+  tchi_free(ev->bwd);
   memset(ev, 0, sizeof *ev);
 }
 
@@ -237,4 +239,65 @@ tch_status tchi_db_loss(tch_policy *p, tch_env *e, const tchi_traj *t, tchi_eval
 done:
   tchi_eval_destroy(&local);
   return s;
+}
+
+tch_status tchi_db_transition_loss(tch_policy *p, tch_env *e, size_t n, const int32_t *rec,
+                                   const double *log_r, tchi_eval *ev, int grad, double *dres,
+                                   double *loss)
+{
+  *loss = NAN;
+  if (!p->has_flow) return tchi_fail(TCH_E_ARG, "DB needs a policy with a flow head");
+  if (n == 0) return tchi_fail(TCH_E_ARG, "empty batch");
+  const size_t sd = e->d.state_dim, na = e->d.n_actions, nb = na - 1, od = p->out_dim;
+  const size_t w = 2 * sd + 2, rows = 2 * n;
+  tch_status s;
+  if ((s = eval_reserve(ev, 1, rows, sd, od, na)) ||
+      (s = grow(&ev->fwd, &ev->cap_fwd, rows * na, 1, "transition masks")) ||
+      (s = grow(&ev->bwd, &ev->cap_bwd, rows * nb, 1, "transition masks")))
+    return s;
+  for (size_t i = 0; i < n; i++) {
+    const int32_t *r = rec + i * w;
+    if (r[sd] < 0 || (size_t)r[sd] >= na || (r[2 * sd + 1] != 0 && r[2 * sd + 1] != 1))
+      return tchi_fail(TCH_E_ARG, "transition record %zu is malformed", i);
+    memcpy(ev->rowstates + 2 * i * sd, r, sd * sizeof(int32_t));
+    memcpy(ev->rowstates + (2 * i + 1) * sd, r + sd + 1, sd * sizeof(int32_t));
+  }
+  if ((s = tchi_env_masks(e, rows, ev->rowstates, ev->fwd, ev->bwd))) return s;
+  if ((s = tchi_policy_forward(p, e, rows, ev->rowstates, &ev->out))) return s;
+  ev->rows = rows;
+  if (grad) memset(ev->dout, 0, rows * od * sizeof(float));
+  double sum = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    const int32_t *r = rec + i * w;
+    const int32_t a = r[sd];
+    const int term = r[2 * sd + 1], is_exit = (size_t)a == na - 1;
+    const float *o0 = ev->out + 2 * i * od, *o1 = o0 + od;
+    const uint8_t *fm = ev->fwd + 2 * i * na, *bm = ev->bwd + (2 * i + 1) * nb;
+    if (!fm[a] || (!is_exit && !bm[a]))
+      return tchi_fail(TCH_E_ARG, "transition record %zu takes an action its masks forbid", i);
+    tchi_masked_log_softmax(o0, fm, na, ev->lp);
+    double d = (double)o0[p->off_flow] + ev->lp[a];
+    d -= term ? log_r[i] : (double)o1[p->off_flow];
+    if (!is_exit) {
+      if (p->learn_pb) {
+        tchi_masked_log_softmax(o1 + p->off_pb, bm, nb, ev->lp);
+        d -= ev->lp[a];
+      } else {
+        d += log((double)count_valid(bm, nb));
+      }
+    }
+    if (dres) dres[i] = d;
+    sum += d * d;
+    if (!grad) continue;
+    double g = 2.0 * d / (double)n;
+    float *d0 = ev->dout + 2 * i * od, *d1 = d0 + od;
+    d0[p->off_flow] += (float)g;
+    add_logp_grad(d0, o0, fm, na, a, g, ev->lp);
+    if (!term) d1[p->off_flow] -= (float)g;
+    if (!is_exit && p->learn_pb) add_logp_grad(d1 + p->off_pb, o1 + p->off_pb, bm, nb, a, -g, ev->lp);
+  }
+  *loss = sum / (double)n;
+  if (!isfinite(*loss)) return tchi_fail(TCH_E_NUMERIC, "detailed balance loss is %g", *loss);
+  if (grad) return tchi_mlp_backward(&p->mlp, &p->gemm, &p->ws, ev->dout, NULL);
+  return TCH_OK;
 }

@@ -123,6 +123,8 @@ void tchi_trainer_release(tch_trainer *t)
   tchi_traj_destroy(&t->traj);
   tchi_free(t->delta); tchi_free(t->dres); tchi_free(t->rt); tchi_free(t->t_log_r);
   tchi_free(t->prio); tchi_free(t->terminals); tchi_free(t->visit_idx);
+  tchi_free(t->tr_rec); tchi_free(t->tr_log_r); tchi_free(t->tr_prio); tchi_free(t->tr_d);
+  tchi_free(t->tr_tlog);
   visits_destroy(&t->visits);
   tch_config_free(t->cfg);
   tch_env_free(t->env);
@@ -214,8 +216,10 @@ tch_status tchi_trainer_create(tch_env *env, const tch_config *c, tch_trainer **
   /* Replay buffer. */
   int buffer_on = tchi_cfg_bool(cf, "buffer.enabled");
   t->priority = priority_of(tchi_cfg_string(cf, "buffer.priority"));
+  t->transitions = buffer_on && t->loss_kind == TCHI_LOSS_DB;
   if (buffer_on) {
     int64_t cap = tchi_cfg_int(cf, "buffer.capacity");
+    if (cap < 0 && t->transitions) cap = 1000;   /* trainer_db.py --buffer_size */
     if (cap < 0) {
       if (!env->default_buffer_capacity) {
         s = tchi_fail(TCH_E_CONFIG, "buffer.capacity is -1 (the env's default) but this env has "
@@ -224,7 +228,25 @@ tch_status tchi_trainer_create(tch_env *env, const tch_config *c, tch_trainer **
       }
       cap = (int64_t)env->default_buffer_capacity;
     }
-    if ((s = tch_buffer_create(env->d.state_dim, (size_t)cap, t->priority,
+    if (t->transitions) {
+      int64_t rn = tchi_cfg_int(cf, "buffer.replay_transitions");
+      if (rn < 0 && !env->default_replay_factor) {
+        s = tchi_fail(TCH_E_CONFIG, "buffer.replay_transitions is -1 but this env has no default: set it");
+        goto fail;
+      }
+      t->replay_n = rn >= 0 ? (size_t)rn : t->batch * env->default_replay_factor;
+      if (t->replay_n == 0) t->replay_n = 1;
+      size_t T = (size_t)env->d.max_len + 1;
+      t->tr_cap = TCHI_MAX(t->replay_n, t->batch * T);
+      if ((s = tchi_alloc_array(&t->tr_rec, t->tr_cap, tchi_transition_dim(env) * sizeof(int32_t), 0, "transitions")) ||
+          (s = tchi_alloc_array(&t->tr_log_r, t->tr_cap, sizeof(double), 0, "transitions")) ||
+          (s = tchi_alloc_array(&t->tr_prio, t->tr_cap, sizeof(double), 0, "transitions")) ||
+          (s = tchi_alloc_array(&t->tr_d, t->tr_cap, sizeof(double), 0, "transitions")) ||
+          (s = tchi_alloc_array(&t->tr_tlog, t->tr_cap, sizeof(double), 0, "transitions")))
+        goto fail;
+    }
+    if ((s = tch_buffer_create(t->transitions ? tchi_transition_dim(env) : env->d.state_dim,
+                               (size_t)cap, t->priority,
                                tchi_cfg_double(cf, "buffer.rank_k"), &t->buffer)))
       goto fail;
   }
@@ -368,12 +390,100 @@ static tch_status behaviour_batch(tch_trainer *t, tch_source src, uint32_t flags
   return TCH_OK;
 }
 
+/* One replay step of DB on transitions (trainer_db.py learn_from_transition), Student then
+ * Teacher; no buffer insertion and no visits. */
+static tch_status transition_step(tch_trainer *t)
+{
+  const size_t R = t->replay_n;
+  tchi_rng rng;
+  tchi_rng_seed(&rng, t->seed, tchi_stream_id(TCHI_STREAM_BUFFER, t->step));
+  tch_status s = tchi_buffer_sample(t->buffer, &rng, R, t->tr_rec, t->tr_log_r);
+  if (s) return s;
+  double loss, norm, tloss = NAN, tnorm = NAN;
+  tchi_learner *l = &t->student;
+  tchi_mlp_zero_grad(&l->policy->mlp);
+  l->policy->log_z_grad = 0.0;
+  if ((s = tchi_db_transition_loss(l->policy, t->env, R, t->tr_rec, t->tr_log_r, &l->ev, 1,
+                                   t->tr_d, &loss)))
+    return s;
+  norm = tchi_clip_grad_norm(l->opt.grp, l->n_clip_groups, l->grad_clip);
+  if (!isfinite(norm)) return tchi_fail(TCH_E_NUMERIC, "Student gradient norm is %g", norm);
+  if (t->teacher.policy) {
+    /* R_T = f(w d^2) (1 + r)^alpha per transition (r: the stored reward, 0 unless
+     * terminal); the Teacher's target on terminal transitions is beta_T log(R_T + 1e-8). */
+    const tchi_teacher_reward *tr = &t->treward;
+    for (size_t i = 0; i < R; i++) {
+      double d = t->tr_d[i], w = 1.0 + (d > 0.0 ? tr->C : 0.0);
+      double f = tr->use_log ? log(1.0 + 1e-3 + w * d * d) : w * d * d;
+      double rt = f * (tr->alpha == 0.0 ? 1.0 : pow(1.0 + exp(t->tr_log_r[i]), tr->alpha));
+      t->tr_tlog[i] = tchi_teacher_log_reward(tr, rt);
+    }
+    tchi_learner *tl = &t->teacher;
+    tchi_mlp_zero_grad(&tl->policy->mlp);
+    tl->policy->log_z_grad = 0.0;
+    if ((s = tchi_db_transition_loss(tl->policy, t->env, R, t->tr_rec, t->tr_tlog, &tl->ev, 1,
+                                     NULL, &tloss)))
+      return s;
+    tnorm = tchi_clip_grad_norm(tl->opt.grp, tl->n_clip_groups, tl->grad_clip);
+    if (!isfinite(tnorm)) return tchi_fail(TCH_E_NUMERIC, "Teacher gradient norm is %g", tnorm);
+  }
+  tchi_adam_step(&l->opt);
+  l->last_loss = loss;
+  l->last_grad_norm = norm;
+  if (t->teacher.policy) {
+    tchi_adam_step(&t->teacher.opt);
+    t->teacher.last_loss = tloss;
+    t->teacher.last_grad_norm = tnorm;
+  }
+  t->grad_steps++;
+  t->last_source = (int)TCH_SOURCE_BUFFER;
+  t->step++;
+  return TCH_OK;
+}
+
+/* The transitions of a sampled DB batch, with the reference's priorities (trainer_db.py):
+ * teacher_reward -> per-transition R_T (r = 1, plus R on the last), loss -> d_t^2, else 1. */
+static size_t batch_transitions(tch_trainer *t)
+{
+  const tchi_traj *tr = &t->traj;
+  const size_t T = tr->T, sd = tr->state_dim, na = tr->n_actions, w = 2 * sd + 2;
+  const tchi_teacher_reward *R_T = &t->treward;
+  size_t m = 0;
+  for (size_t i = 0; i < tr->n; i++) {
+    size_t L = tr->len[i];
+    size_t n_tr = L - (size_t)tchi_forced_terminal(tr->fwd + (i * T + L - 1) * na, na);
+    for (size_t k = 0; k < n_tr; k++, m++) {
+      int32_t *r = t->tr_rec + m * w;
+      int32_t a = tr->actions[i * T + k];
+      int term = k + 1 == n_tr, is_exit = (size_t)a == na - 1;
+      memcpy(r, tchi_traj_state(tr, i, k), sd * sizeof(int32_t));
+      r[sd] = a;
+      memcpy(r + sd + 1, tchi_traj_state(tr, i, is_exit ? k : k + 1), sd * sizeof(int32_t));
+      r[2 * sd + 1] = term;
+      t->tr_log_r[m] = term ? tr->log_r[i] : -INFINITY;
+      double d = t->dres[i * T + k];
+      if (t->priority == TCH_PRIORITY_TEACHER_REWARD) {
+        double wd = 1.0 + (d > 0.0 ? R_T->C : 0.0);
+        double f = R_T->use_log ? log(1.0 + 1e-3 + wd * d * d) : wd * d * d;
+        double rv = term ? 1.0 + exp(tr->log_r[i]) : 1.0;
+        t->tr_prio[m] = f * (R_T->alpha == 0.0 ? 1.0 : pow(rv, R_T->alpha));
+      } else if (t->priority == TCH_PRIORITY_LOSS) {
+        t->tr_prio[m] = d * d;
+      } else {
+        t->tr_prio[m] = 1.0;
+      }
+    }
+  }
+  return m;
+}
+
 static tch_status one_step(tch_trainer *t)
 {
   const size_t B = t->batch;
   tch_source src;
   uint32_t flags;
   tchi_mixer_source(t->mixer, t->seed, t->step, &src, &flags);
+  if (src == TCH_SOURCE_BUFFER && t->transitions) return transition_step(t);
   uint64_t calls = 0;
   tch_status s = behaviour_batch(t, src, flags, &calls);
   if (s) return s;
@@ -399,7 +509,10 @@ static tch_status one_step(tch_trainer *t)
   }
 
   /* Commit. The buffer goes first: its insertion is all-or-nothing; the rest cannot fail. */
-  if (sampled && t->buffer) {
+  if (sampled && t->transitions) {
+    size_t m = batch_transitions(t);
+    if ((s = tchi_buffer_add(t->buffer, m, t->tr_rec, t->tr_log_r, t->tr_prio))) return s;
+  } else if (sampled && t->buffer) {
     const size_t T = t->traj.T;
     for (size_t i = 0; i < B; i++) {
       switch (t->priority) {

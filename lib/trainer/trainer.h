@@ -43,6 +43,11 @@ struct tch_trainer {
   tchi_teacher_reward treward;
   tch_buffer *buffer;        /* NULL when off */
   tch_priority priority;
+  int transitions;           /* DB with a buffer: the buffer holds transitions (trainer_db.py) */
+  size_t replay_n;           /* transitions per replay step */
+  int32_t *tr_rec;           /* transition records of a batch, or a replayed sample */
+  double *tr_log_r, *tr_prio, *tr_d, *tr_tlog;
+  size_t tr_cap;
   tch_mixer *mixer;
   int gafn;                  /* GAFN baseline: Student trained with RND intrinsic rewards */
   tchi_rnd rnd;

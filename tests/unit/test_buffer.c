@@ -254,6 +254,25 @@ START_TEST(rank_inversion_matches_brute_force)
     }
   ck_assert_uint_le(near_boundary, checked / 1000);
   free(cum);
+  /* the guessed-and-galloping search equals plain bisection on the same predicate */
+  const double big_a[] = {1e-300, 0.01, 3, 50, 1e4, 4e7};
+  const size_t big_n[] = {2, 5, 5000, 1000000, 1000000, 4000000000u};
+  for (size_t i = 0; i < sizeof big_a / sizeof *big_a; i++) {
+    double a = big_a[i], pa = tchi_digamma(a);
+    size_t n = big_n[i];
+    double tot = tchi_digamma(a + (double)n) - pa;
+    for (int t = 0; t < 3000; t++) {
+      double u = t == 0 ? 0.0 : t == 1 ? 1.0 - 0x1p-53 : tchi_rng_uniform(&rng);
+      size_t lo = 0, hi = n - 1;
+      while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (tchi_digamma(a + (double)mid + 1) - pa > u * tot) hi = mid;
+        else lo = mid + 1;
+      }
+      ck_assert_uint_eq(tchi_buffer_rank_from_u(a, n, u), lo);
+    }
+    if (a < 1e-100) ck_assert_uint_eq(tchi_buffer_rank_from_u(a, n, 0.999), 0);
+  }
 }
 END_TEST
 

@@ -307,6 +307,75 @@ START_TEST(backward_sampling_is_uniform_over_parents)
 }
 END_TEST
 
+/* Replayed transitions give the same residuals as the trajectories they came from, and
+ * their gradient matches finite differences. */
+static void check_transitions(int learn_pb)
+{
+  tch_env *e;
+  ck_assert_int_eq(tch_env_create_hypergrid(2, 5, 1.0, &e), TCH_OK);
+  tch_policy *p = zero_policy(e, learn_pb, 1);
+  tchi_rng rng;
+  tchi_rng_seed(&rng, 12, 0);
+  tchi_traj t;
+  tchi_traj_init(&t);
+  ck_assert_int_eq(tchi_sample_forward(p, e, &rng, 6, 0.3, 1.0, &t, NULL), TCH_OK);
+  double log_r[6], dres[6 * 9], loss;
+  int32_t x[12];
+  tchi_traj_terminals(&t, x);
+  ck_assert_int_eq(tchi_env_log_reward(e, 6, x, -INFINITY, log_r), TCH_OK);
+  ck_assert_int_eq(tchi_db_loss(p, e, &t, NULL, log_r, 0, dres, &loss), TCH_OK);
+  /* build the transition records */
+  int32_t rec[6 * 9 * 6];
+  double tlr[6 * 9], want[6 * 9], got[6 * 9];
+  size_t m = 0;
+  for (size_t i = 0; i < 6; i++) {
+    size_t L = t.len[i];
+    size_t n_tr = L - (size_t)tchi_forced_terminal(t.fwd + (i * t.T + L - 1) * 3, 3);
+    for (size_t k = 0; k < n_tr; k++, m++) {
+      int32_t a = t.actions[i * t.T + k];
+      memcpy(rec + m * 6, tchi_traj_state(&t, i, k), 8);
+      rec[m * 6 + 2] = a;
+      memcpy(rec + m * 6 + 3, tchi_traj_state(&t, i, a == 2 ? k : k + 1), 8);
+      rec[m * 6 + 5] = k + 1 == n_tr;
+      tlr[m] = k + 1 == n_tr ? log_r[i] : -INFINITY;
+      want[m] = dres[i * t.T + k];
+    }
+  }
+  tchi_eval ev;
+  tchi_eval_init(&ev);
+  double tloss;
+  ck_assert_int_eq(tchi_db_transition_loss(p, e, m, rec, tlr, &ev, 0, got, &tloss), TCH_OK);
+  for (size_t j = 0; j < m; j++) ck_assert_double_eq_tol(got[j], want[j], 1e-9);
+  /* gradient */
+  tchi_mlp_zero_grad(&p->mlp);
+  ck_assert_int_eq(tchi_db_transition_loss(p, e, m, rec, tlr, &ev, 1, NULL, &tloss), TCH_OK);
+  size_t probes[] = {1, p->mlp.w_off[1] + 4, p->mlp.w_off[2] + 3, p->mlp.b_off[2],
+                     p->mlp.b_off[2] + p->out_dim - 1, p->mlp.b_off[2] + p->out_dim - 2};
+  for (size_t k = 0; k < sizeof probes / sizeof probes[0]; k++) {
+    size_t j = probes[k];
+    float keep = p->mlp.params[j];
+    const float h = 1e-2f;
+    double lp, lm;
+    p->mlp.params[j] = keep + h;
+    tchi_db_transition_loss(p, e, m, rec, tlr, &ev, 0, NULL, &lp);
+    p->mlp.params[j] = keep - h;
+    tchi_db_transition_loss(p, e, m, rec, tlr, &ev, 0, NULL, &lm);
+    p->mlp.params[j] = keep;
+    double fd = (lp - lm) / (2.0 * h);
+    ck_assert_msg(fabs(fd - p->mlp.grads[j]) <= 2e-2 * fmax(1.0, fabs(fd)),
+                  "param %zu: analytic %g vs finite difference %g", j, p->mlp.grads[j], fd);
+  }
+  tchi_eval_destroy(&ev);
+  tchi_traj_destroy(&t);
+  tch_policy_free(p);
+  tch_env_free(e);
+}
+
+START_TEST(db_transitions_match_trajectories) { check_transitions(0); }
+END_TEST
+START_TEST(db_transitions_learned_pb) { check_transitions(1); }
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("gfn");
@@ -322,6 +391,8 @@ int main(void)
   tcase_add_test(tc, epsilon_and_temperature_change_behaviour_not_scoring);
   tcase_add_test(tc, backward_sampling_builds_valid_trajectories);
   tcase_add_test(tc, backward_sampling_is_uniform_over_parents);
+  tcase_add_test(tc, db_transitions_match_trajectories);
+  tcase_add_test(tc, db_transitions_learned_pb);
   suite_add_tcase(s, tc);
   return tch_run_suite(s);
 }

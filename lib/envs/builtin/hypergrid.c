@@ -296,6 +296,7 @@ tch_status tch_env_create_hypergrid(uint32_t ndim, uint32_t horizon, double beta
   double cap = 0.1 * (double)(horizon - 1 + ndim);
   for (uint32_t i = 1; i < ndim; i++) cap *= (double)(horizon - 1);
   e->default_buffer_capacity = cap < 1.0 ? 1 : (size_t)cap;
+  e->default_replay_factor = horizon / 2;   /* trainer_db.py: batch_size * (horizon // 2) */
   e->default_steps_base = ndim == 2 ? (horizon <= 256 ? 4000 : 8000)
                         : ndim == 4 ? (horizon <= 16 ? 4000 : 16000) : 4000;
 
