@@ -4,6 +4,7 @@
  *
  *   bench_grid [--ndim 2] [--horizon 64] [--batch 16] [--hidden 256] [--layers 2]
  *              [--steps 200] [--loss tb|db] [--kernel auto] [--threads 1] [--seed 0]
+ *              [--teacher] [--set key=value]...
  *
  * The default is the reference's timing setup (first 200 iterations of ndim 2, horizon 64,
  * batch 16, 2 x 256 MLP); the per-step cost grows as trajectories lengthen with training,
@@ -36,8 +37,13 @@ int main(int argc, char **argv)
   long ndim = 2, horizon = 64, batch = 16, hidden = 256, layers = 2, steps = 200, threads = 1;
   long seed = 0;
   const char *loss = "tb", *kernel = "auto";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const char *k = argv[i], *v = argv[i + 1];
+  const char *sets[32];
+  int n_sets = 0, teacher = 0;
+  for (int i = 1; i < argc; i += 2) {
+    const char *k = argv[i];
+    if (!strcmp(k, "--teacher")) { teacher = 1; i--; continue; }
+    if (i + 1 >= argc) { fprintf(stderr, "%s needs a value\n", k); return 2; }
+    const char *v = argv[i + 1];
     if (!strcmp(k, "--ndim")) ndim = atol(v);
     else if (!strcmp(k, "--horizon")) horizon = atol(v);
     else if (!strcmp(k, "--batch")) batch = atol(v);
@@ -48,6 +54,7 @@ int main(int argc, char **argv)
     else if (!strcmp(k, "--seed")) seed = atol(v);
     else if (!strcmp(k, "--loss")) loss = v;
     else if (!strcmp(k, "--kernel")) kernel = v;
+    else if (!strcmp(k, "--set") && n_sets < 32) sets[n_sets++] = v;
     else { fprintf(stderr, "unknown option %s\n", k); return 2; }
   }
   tch_env *env;
@@ -64,6 +71,15 @@ int main(int argc, char **argv)
   CHECK(tch_config_set_int(cfg, "nn.threads", threads));
   CHECK(tch_config_set_string(cfg, "nn.kernel", kernel));
   CHECK(tch_config_set_string(cfg, "student.loss", loss));
+  CHECK(tch_config_set_bool(cfg, "teacher.enabled", teacher));
+  for (int i = 0; i < n_sets; i++) {
+    char key[128];
+    const char *eq = strchr(sets[i], '=');
+    if (!eq || (size_t)(eq - sets[i]) >= sizeof key) { fprintf(stderr, "bad --set\n"); return 2; }
+    memcpy(key, sets[i], (size_t)(eq - sets[i]));
+    key[eq - sets[i]] = '\0';
+    CHECK(tch_config_set_from_string(cfg, key, eq + 1));
+  }
   CHECK(tch_trainer_create(env, cfg, &tr));
   CHECK(tch_trainer_get_student(tr, &student));
   CHECK(tch_policy_gemm_kernel(student, &kname));
@@ -79,9 +95,9 @@ int main(int argc, char **argv)
   CHECK(tch_trainer_metric(tr, "loss.student", &loss_v));
   CHECK(tch_trainer_metric(tr, "modes", &modes));
 
-  printf("bench_grid: %s, ndim %ld horizon %ld batch %ld MLP %ldx%ld, %ld steps, "
-         "kernel %s, %ld thread(s)\n", loss, ndim, horizon, batch, layers, hidden, steps, kname,
-         threads);
+  printf("bench_grid: %s%s, ndim %ld horizon %ld batch %ld MLP %ldx%ld, %ld steps, "
+         "kernel %s, %ld thread(s)\n", teacher ? "Teacher + " : "", loss, ndim, horizon, batch,
+         layers, hidden, steps, kname, threads);
   printf("  %.1f it/s  (%.2f ms/it)\n", steps / dt, 1e3 * dt / steps);
   printf("  gemm: %.2f GFLOP in %.3f s = %.1f GFLOP/s; %.0f%% of the step time\n",
          flops * 1e-9, gemm_s, gemm_s > 0 ? flops * 1e-9 / gemm_s : 0.0, 100.0 * gemm_s / dt);

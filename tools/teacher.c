@@ -432,6 +432,7 @@ static int cmd_train(int argc, char **argv)
 {
   train_opts o;
   parse_train(argc, argv, &o);
+  install_signals();   /* early: a signal before training starts stops at the start step */
   int rc = EXIT_LIB;
   tch_config *cfg = NULL, *run_cfg = NULL;
   tch_env *env = NULL;
@@ -545,7 +546,6 @@ static int cmd_train(int argc, char **argv)
   tcli_progress_line(&r.progress, tr, r.start, r.t0);
 
   /* Train. */
-  install_signals();
   if ((s = tch_trainer_set_progress(tr, train_progress, &r, 1))) {
     lib_error(s, "cannot install the progress callback");
     goto out;

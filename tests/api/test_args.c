@@ -604,6 +604,132 @@ START_TEST(trainer_bad_args)
 }
 END_TEST
 
+START_TEST(trainer_components_and_checkpoints_bad_args)
+{
+  tch_policy *p = NULL;
+  tch_buffer *b = NULL;
+  tch_mixer *m = NULL;
+  tch_trainer *t = NULL;
+  uint64_t steps;
+  /* the default trainer has no Teacher and no buffer */
+  EXPECT_NULL_OUT(TCH_E_ARG, p, tch_trainer_get_teacher(NULL, &p));
+  EXPECT(TCH_E_ARG, tch_trainer_get_teacher(tr, NULL));
+  EXPECT_NULL_OUT(TCH_E_STATE, p, tch_trainer_get_teacher(tr, &p));
+  EXPECT_NULL_OUT(TCH_E_ARG, b, tch_trainer_get_buffer(NULL, &b));
+  EXPECT(TCH_E_ARG, tch_trainer_get_buffer(tr, NULL));
+  EXPECT_NULL_OUT(TCH_E_STATE, b, tch_trainer_get_buffer(tr, &b));
+  EXPECT_NULL_OUT(TCH_E_ARG, m, tch_trainer_get_mixer(NULL, &m));
+  EXPECT(TCH_E_ARG, tch_trainer_get_mixer(tr, NULL));
+  EXPECT(TCH_OK, tch_trainer_get_mixer(tr, &m));
+  ck_assert_ptr_nonnull(m);
+  EXPECT(TCH_E_ARG, tch_trainer_planned_steps(NULL, &steps));
+  EXPECT(TCH_E_ARG, tch_trainer_planned_steps(tr, NULL));
+  EXPECT(TCH_OK, tch_trainer_planned_steps(tr, &steps));
+  ck_assert_uint_eq(steps, 6000);   /* (2, 8) on-policy: 4000 x 1.5 */
+  EXPECT(TCH_E_ARG, tch_trainer_save(NULL, "/tmp/x.tchk"));
+  EXPECT(TCH_E_ARG, tch_trainer_save(tr, NULL));
+  EXPECT(TCH_E_IO, tch_trainer_save(tr, "/nonexistent-dir/x.tchk"));
+  EXPECT(TCH_E_ARG, tch_trainer_load(env, "/tmp/x.tchk", NULL));
+  EXPECT_NULL_OUT(TCH_E_ARG, t, tch_trainer_load(NULL, "/tmp/x.tchk", &t));
+  EXPECT_NULL_OUT(TCH_E_ARG, t, tch_trainer_load(env, NULL, &t));
+  EXPECT_NULL_OUT(TCH_E_IO, t, tch_trainer_load(env, "/nonexistent-dir/x.tchk", &t));
+  /* config combinations that cannot work are configuration errors */
+  tch_config *c2;
+  OK_CALL(tch_config_create(&c2));
+  OK_CALL(tch_config_set_string(c2, "mixer.schedule", "student,teacher"));
+  EXPECT_NULL_OUT(TCH_E_CONFIG, t, tch_trainer_create(env, c2, &t));
+  OK_CALL(tch_config_set_string(c2, "mixer.schedule", "student,buffer"));
+  EXPECT_NULL_OUT(TCH_E_CONFIG, t, tch_trainer_create(env, c2, &t));
+  OK_CALL(tch_config_set_string(c2, "mixer.schedule", "studnt"));
+  EXPECT_NULL_OUT(TCH_E_CONFIG, t, tch_trainer_create(env, c2, &t));
+  OK_CALL(tch_config_set_string(c2, "mixer.schedule", "auto"));
+  OK_CALL(tch_config_set_bool(c2, "gafn.enabled", 1));
+  OK_CALL(tch_config_set_bool(c2, "teacher.enabled", 1));
+  EXPECT_NULL_OUT(TCH_E_CONFIG, t, tch_trainer_create(env, c2, &t));
+  tch_config_free(c2);
+}
+END_TEST
+
+START_TEST(mixer_bad_args)
+{
+  tch_mixer *m = NULL;
+  tch_source src;
+  uint32_t flags;
+  const char *text;
+  double e, tmp;
+  EXPECT_NULL_OUT(TCH_E_ARG, m, tch_mixer_create(NULL, &m));
+  EXPECT(TCH_E_ARG, tch_mixer_create("student", NULL));
+  EXPECT_NULL_OUT(TCH_E_CONFIG, m, tch_mixer_create("nobody", &m));
+  ck_assert_ptr_null(tch_mixer_retain(NULL));
+  tch_mixer_free(NULL);
+  OK_CALL(tch_mixer_create("student,teacher", &m));
+  EXPECT(TCH_E_ARG, tch_mixer_source(NULL, 0, 0, &src, &flags));
+  EXPECT(TCH_E_ARG, tch_mixer_source(m, 0, 0, NULL, &flags));
+  EXPECT(TCH_OK, tch_mixer_source(m, 0, 1, &src, NULL));
+  ck_assert_int_eq(src, TCH_SOURCE_TEACHER);
+  EXPECT(TCH_E_ARG, tch_mixer_schedule(NULL, &text));
+  EXPECT(TCH_E_ARG, tch_mixer_schedule(m, NULL));
+  EXPECT(TCH_E_ARG, tch_mixer_set_exploration(NULL, TCH_SOURCE_STUDENT, 0.1, 1.0));
+  EXPECT(TCH_E_ARG, tch_mixer_set_exploration(m, TCH_SOURCE_STUDENT, -0.1, 1.0));
+  EXPECT(TCH_E_ARG, tch_mixer_set_exploration(m, TCH_SOURCE_STUDENT, 0.1, 0.0));
+  EXPECT(TCH_E_ARG, tch_mixer_set_exploration(m, (tch_source)7, 0.1, 1.0));
+  EXPECT(TCH_E_ARG, tch_mixer_get_exploration(NULL, TCH_SOURCE_STUDENT, &e, &tmp));
+  EXPECT(TCH_E_ARG, tch_mixer_get_exploration(m, TCH_SOURCE_BUFFER, &e, &tmp));
+  EXPECT(TCH_E_ARG, tch_mixer_set_policy(NULL, TCH_SOURCE_STUDENT, pol));
+  EXPECT(TCH_E_ARG, tch_mixer_set_policy(m, TCH_SOURCE_BUFFER, pol));
+  EXPECT(TCH_E_ARG, tch_mixer_set_buffer(NULL, NULL));
+  EXPECT(TCH_OK, tch_mixer_set_buffer(m, NULL));
+  int32_t st[16 * 15 * 2], ac[16 * 15];
+  uint32_t len[16];
+  EXPECT(TCH_E_ARG, tch_mixer_draw_discrete(NULL, env, 0, 0, 1, st, ac, len, NULL, NULL));
+  EXPECT(TCH_E_ARG, tch_mixer_draw_discrete(m, NULL, 0, 0, 1, st, ac, len, NULL, NULL));
+  EXPECT(TCH_E_ARG, tch_mixer_draw_discrete(m, env, 0, 0, 1, NULL, ac, len, NULL, NULL));
+  EXPECT(TCH_E_STATE, tch_mixer_draw_discrete(m, env, 0, 1, 1, st, ac, len, NULL, NULL));
+  tch_mixer_free(m);
+}
+END_TEST
+
+START_TEST(buffer_bad_args)
+{
+  tch_buffer *b = NULL;
+  size_t n;
+  uint32_t rd;
+  EXPECT_NULL_OUT(TCH_E_ARG, b, tch_buffer_create(0, 10, TCH_PRIORITY_NONE, 0.01, &b));
+  EXPECT_NULL_OUT(TCH_E_ARG, b, tch_buffer_create(2, 0, TCH_PRIORITY_NONE, 0.01, &b));
+  EXPECT_NULL_OUT(TCH_E_ARG, b, tch_buffer_create(2, 10, (tch_priority)9, 0.01, &b));
+  EXPECT_NULL_OUT(TCH_E_ARG, b, tch_buffer_create(2, 10, TCH_PRIORITY_REWARD, 0.0, &b));
+  EXPECT(TCH_E_ARG, tch_buffer_create(2, 10, TCH_PRIORITY_NONE, 0.01, NULL));
+  ck_assert_ptr_null(tch_buffer_retain(NULL));
+  tch_buffer_free(NULL);
+  OK_CALL(tch_buffer_create(2, 10, TCH_PRIORITY_REWARD, 0.01, &b));
+  int32_t x[2] = {1, 1}, out[2];
+  double lr = 0.0, nan_lr = NAN;
+  EXPECT(TCH_E_ARG, tch_buffer_add(NULL, 1, x, &lr, NULL));
+  EXPECT(TCH_E_ARG, tch_buffer_add(b, 1, NULL, &lr, NULL));
+  EXPECT(TCH_E_NUMERIC, tch_buffer_add(b, 1, x, &nan_lr, NULL));
+  EXPECT(TCH_E_ARG, tch_buffer_add_discrete(NULL, 1, x, &lr));
+  EXPECT(TCH_E_STATE, tch_buffer_sample(b, 1, 1, out, NULL));
+  EXPECT(TCH_OK, tch_buffer_add_discrete(b, 1, x, &lr));
+  EXPECT(TCH_E_ARG, tch_buffer_sample(NULL, 1, 1, out, NULL));
+  EXPECT(TCH_OK, tch_buffer_sample(b, 1, 1, out, NULL));
+  EXPECT(TCH_E_ARG, tch_buffer_size(NULL, &n));
+  EXPECT(TCH_E_ARG, tch_buffer_size(b, NULL));
+  EXPECT(TCH_E_ARG, tch_buffer_capacity(b, NULL));
+  EXPECT(TCH_E_ARG, tch_buffer_record_dim(NULL, &rd));
+  EXPECT(TCH_E_ARG, tch_buffer_get(b, 5, out, NULL, NULL));
+  EXPECT(TCH_E_ARG, tch_buffer_get(NULL, 0, out, NULL, NULL));
+  EXPECT(TCH_E_ARG, tch_buffer_clear(NULL));
+  int32_t st[4 * 15 * 2], ac[4 * 15];
+  uint32_t len[4];
+  EXPECT(TCH_E_ARG, tch_buffer_sample_trajectories(NULL, pol, env, 1, 4, st, ac, len, NULL));
+  EXPECT(TCH_E_ARG, tch_buffer_sample_trajectories(b, NULL, env, 1, 4, st, ac, len, NULL));
+  EXPECT(TCH_E_ARG, tch_buffer_sample_trajectories(b, pol, env3, 1, 4, st, ac, len, NULL));
+  EXPECT(TCH_OK, tch_buffer_sample_trajectories(b, pol, env, 1, 4, st, ac, len, NULL));
+  EXPECT(TCH_OK, tch_buffer_clear(b));
+  tch_buffer_free(b);
+}
+END_TEST
+
 START_TEST(trainer_step_then_metrics)
 {
   double v;
@@ -651,6 +777,13 @@ int main(void)
   tcase_add_test(tc, policy_handles_bad_args);
   tcase_add_test(tc, policy_sampling_bad_args);
   tcase_add_test(tc, policy_files_bad_args);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("trainer_more");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, trainer_components_and_checkpoints_bad_args);
+  tcase_add_test(tc, mixer_bad_args);
+  tcase_add_test(tc, buffer_bad_args);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("trainer");
