@@ -29,12 +29,13 @@ typedef struct tcli_metrics tcli_metrics;
 
 tcli_metrics_format tcli_metrics_format_of(const char *path);
 /* Opens the metrics file of a run at start_step. Fresh runs (resume = 0) truncate it.
- * Resumed runs keep the records with step <= start_step (dropping any written after the
- * checkpoint by an invocation that died) and append; *wall_offset is the wall_s of the
+ * Resumed runs keep the records with step <= start_step (< start_step unless keep_start:
+ * an invocation with nothing to train rewrites its final record), dropping any written after
+ * the checkpoint by an invocation that died, and append; *wall_offset is the wall_s of the
  * last kept record and *have_start is 1 when that record is at start_step. Returns 0, or
  * -1 with a message in err. */
 int tcli_metrics_open(const char *path, const tch_trainer *tr, int resume, uint64_t start_step,
-                      tcli_metrics **out, double *wall_offset, int *have_start, char *err,
+                      int keep_start, tcli_metrics **out, double *wall_offset, int *have_start, char *err,
                       size_t err_len);
 /* Appends one record and flushes. 0, or -1 with a message in err. */
 int tcli_metrics_write(tcli_metrics *m, const tch_trainer *tr, double wall_s, int final,

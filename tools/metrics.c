@@ -119,8 +119,8 @@ static int write_all(const char *path, const char *a, size_t na, const char *b, 
   return ok ? 0 : -1;
 }
 
-/* Keeps the header and the complete records with step <= start_step. */
-static int trim_for_resume(tcli_metrics *m, const char *path, uint64_t start_step,
+/* Keeps the header and the complete records with step <= keep_max. */
+static int trim_for_resume(tcli_metrics *m, const char *path, double keep_max,
                            double *wall_offset, int *have_start, int *need_header,
                            char *err, size_t err_len)
 {
@@ -178,8 +178,8 @@ static int trim_for_resume(tcli_metrics *m, const char *path, uint64_t start_ste
       wall = json_field(line, "wall_s");
     }
     free(line);
-    if (!(step <= (double)start_step)) break;
-    *have_start = step == (double)start_step;
+    if (!(step <= keep_max)) break;
+    *have_start = step == keep_max;
     if (isfinite(wall)) *wall_offset = wall;
     keep_end = nl + 1;
     p = nl + 1;
@@ -193,7 +193,7 @@ done:
 }
 
 int tcli_metrics_open(const char *path, const tch_trainer *tr, int resume, uint64_t start_step,
-                      tcli_metrics **out, double *wall_offset, int *have_start, char *err,
+                      int keep_start, tcli_metrics **out, double *wall_offset, int *have_start, char *err,
                       size_t err_len)
 {
   *out = NULL;
@@ -225,7 +225,8 @@ int tcli_metrics_open(const char *path, const tch_trainer *tr, int resume, uint6
     m->names[i++] = k;
 
   int need_header = 1;
-  if (resume && trim_for_resume(m, path, start_step, wall_offset, have_start, &need_header,
+  double keep_max = keep_start ? (double)start_step : (double)start_step - 0.5;
+  if (resume && trim_for_resume(m, path, keep_max, wall_offset, have_start, &need_header,
                                 err, err_len))
     goto fail;
   m->f = fopen(path, resume ? "ab" : "wb");

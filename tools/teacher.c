@@ -423,8 +423,9 @@ static void print_summary(tch_trainer *tr, int evaluated, uint64_t steps_run, do
   if (evaluated)
     printf(" | eval L1 %.4e | eval modes %.0f", tcli_metric(tr, "eval.l1"),
            tcli_metric(tr, "eval.modes"));
-  double rate = train_s > 0 && steps_run ? (double)steps_run / train_s : NAN;
-  printf(" | %.1f it/s | %.1f s\n", rate, train_s);
+  if (steps_run && train_s > 0) printf(" | %.1f it/s", (double)steps_run / train_s);
+  else printf(" | -- it/s");
+  printf(" | %.1f s\n", train_s);
   fflush(stdout);
 }
 
@@ -493,10 +494,13 @@ static int cmd_train(int argc, char **argv)
     goto out;
   }
   if (r.target < r.start) {
-    message("--steps %llu is below the checkpoint's step %llu", (unsigned long long)r.target,
-            (unsigned long long)r.start);
-    rc = EXIT_USAGE;
-    goto out;
+    if (o.steps != INT64_MIN) {
+      message("--steps %llu is below the checkpoint's step %llu", (unsigned long long)r.target,
+              (unsigned long long)r.start);
+      rc = EXIT_USAGE;
+      goto out;
+    }
+    r.target = r.start;   /* the stored total was extended by an earlier --steps: finished */
   }
   r.log_every = log_every < 0 ? (r.target >= 5 ? r.target / 5 : 1) : (uint64_t)log_every;
   r.ckpt_path = *ckpt ? ckpt : NULL;
@@ -508,7 +512,8 @@ static int cmd_train(int argc, char **argv)
   /* Metrics file, and the record at the start of the run. */
   int have_start = 0;
   if (r.metrics_path &&
-      tcli_metrics_open(r.metrics_path, tr, o.resume != NULL, r.start, &r.metrics, &r.wall_offset,
+      tcli_metrics_open(r.metrics_path, tr, o.resume != NULL, r.start, r.target > r.start,
+                        &r.metrics, &r.wall_offset,
                         &have_start, errbuf, sizeof errbuf)) {
     message("%s", errbuf);
     rc = tcli_metrics_format_of(r.metrics_path) == TCLI_METRICS_UNKNOWN ? EXIT_USAGE : EXIT_LIB;
@@ -529,17 +534,18 @@ static int cmd_train(int argc, char **argv)
     tch_config_get_int(run_cfg, "seed", &seed);
     tch_config_get_int(run_cfg, "env.hypergrid.ndim", &ndim);
     tch_config_get_int(run_cfg, "env.hypergrid.horizon", &horizon);
-    int teacher = 0;
+    int teacher = 0, gafn = 0;
     tch_config_get_bool(run_cfg, "teacher.enabled", &teacher);
+    tch_config_get_bool(run_cfg, "gafn.enabled", &gafn);
     fprintf(stderr, "teacher: %s ndim %" PRId64 " horizon %" PRId64 " | %s%s | schedule '%s' | "
             "steps %llu..%llu | seed %" PRId64 " | BLIS %s\n",
-            env_name, ndim, horizon, teacher ? "teacher + " : "", loss, schedule,
+            env_name, ndim, horizon, teacher ? "teacher + " : gafn ? "gafn + " : "", loss, schedule,
             (unsigned long long)r.start, (unsigned long long)r.target, seed, kernel);
   }
   r.t0 = tcli_now();
   tcli_progress_init(&r.progress, mode, r.start, r.target, r.t0);
   g_progress = &r.progress;
-  if (!have_start && write_record(&r, tr, 0)) {
+  if (!have_start && r.target > r.start && write_record(&r, tr, 0)) {
     message("%s", r.err);
     goto out;
   }

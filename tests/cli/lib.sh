@@ -1,6 +1,8 @@
+# shellcheck shell=sh
 # Shared helpers of the CLI tests (sourced). Arguments of every test: TEACHER SOURCE_ROOT.
 set -eu
 T=$1
+# shellcheck disable=SC2034  # used by the tests that source this file
 SRC=$2
 case $T in /*) ;; *) T=$(pwd)/$T ;; esac
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/teacher-cli.XXXXXX")

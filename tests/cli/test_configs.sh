@@ -1,3 +1,4 @@
+#!/bin/sh
 # Every shipped configuration (examples/configs/*.yaml) loads, prints through `teacher
 # config`, round-trips, and builds its env and trainer (--check). The GAFN files may fail
 # with exactly the library's GAFN-not-available message, and nothing else.

@@ -1,3 +1,4 @@
+#!/bin/sh
 # Command-line errors exit 2 with a one-line message; library errors (bad checkpoint, bad
 # YAML) exit 1 with tch_last_error().
 . "$(dirname "$0")/lib.sh"

@@ -1,3 +1,4 @@
+#!/bin/sh
 # teacher train on a tiny config: CSV and JSONL metrics files (header, fields, step 0 and
 # final records, monotone steps), plain progress lines when stderr is not a terminal, and
 # the summary line.

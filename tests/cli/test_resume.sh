@@ -1,7 +1,9 @@
+#!/bin/sh
 # Resume is bit-identical: 200 steps straight (metrics A) against 100 steps + checkpoint, then
 # --resume to 200 (metrics B); the final records agree in every field but wall_s. Plain TB,
 # then Teacher + PER buffer + local search (every component's state goes through the
-# checkpoint), then Teacher-Student DB with a buffer and periodic checkpoints.
+# checkpoint), then Teacher-Student DB with a buffer, then the GAFN baseline (its RND
+# networks); then periodic checkpoints and resumed JSON Lines.
 . "$(dirname "$0")/lib.sh"
 write_tiny
 
@@ -36,6 +38,7 @@ check_variant teacher_per_ls --set teacher.enabled=true --set buffer.enabled=tru
   --set buffer.priority=teacher_reward --set local_search.enabled=true
 check_variant teacher_db_buffer --set student.loss=db --set teacher.enabled=true \
   --set buffer.enabled=true --set buffer.priority=loss --set mixer.epsilon=0.05
+check_variant gafn --set gafn.enabled=true
 
 # Periodic checkpoints; the stored configuration carries --steps, the metrics path and the
 # checkpoint path, so a bare --resume continues the same run to the same total.
@@ -44,6 +47,8 @@ expect 0 "$T" train tiny.yaml --set teacher.enabled=true --steps 150 --checkpoin
   --checkpoint-every 30 --metrics C.csv --quiet
 expect 0 "$T" train tiny.yaml --resume C.tchk --quiet
 grep -q '^steps 150 ' out.txt || fail "bare --resume of a finished run: $(cat out.txt)"
+csv_steps_increasing C.csv
+[ "$(tail -n 1 C.csv | cut -d, -f"$(csv_col final C.csv)")" = 1 ] || fail "C.csv: last record not final"
 # JSON Lines resumed from a mid-run checkpoint: the records after it are dropped and rewritten.
 rm -f J.jsonl J.tchk
 expect 0 "$T" train tiny.yaml --metrics J.jsonl --checkpoint J.tchk --steps 100 --log-every 10 --quiet

@@ -1,3 +1,4 @@
+#!/bin/sh
 # teacher sample: N lines of a trained policy's samples, CSV or JSONL, reproducible by seed.
 . "$(dirname "$0")/lib.sh"
 write_tiny
@@ -15,7 +16,8 @@ expect 0 "$T" sample p.tchp tiny.yaml -n 3 --format jsonl
 [ "$(wc -l < out.txt)" -eq 3 ] || fail "jsonl: expected 3 lines"
 grep -v -q -E '^\{"x":\[[0-7],[0-7]\],"log_pf":-?[0-9.e+-]+\}$' out.txt && fail "bad JSONL sample line: $(head -n 1 out.txt)"
 expect 0 "$T" sample p.tchp tiny.yaml -n 4 --header
-[ "$(head -n 1 out.txt)" = "x0,x1,log_pf" ] && [ "$(wc -l < out.txt)" -eq 5 ] || fail "--header"
+[ "$(head -n 1 out.txt)" = "x0,x1,log_pf" ] || fail "--header: $(head -n 1 out.txt)"
+[ "$(wc -l < out.txt)" -eq 5 ] || fail "--header: expected a header and 4 samples"
 # A policy and an env of other shapes: a library error.
 sed 's/horizon: 8/horizon: 9/' tiny.yaml > h9.yaml
 expect 1 "$T" sample p.tchp h9.yaml -n 3

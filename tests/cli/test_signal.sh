@@ -1,3 +1,4 @@
+#!/bin/sh
 # SIGINT/SIGTERM: the run finishes its step, writes a checkpoint and a metrics record, and
 # exits 130/143; resuming from that checkpoint matches an uninterrupted run.
 . "$(dirname "$0")/lib.sh"
@@ -6,7 +7,7 @@ write_tiny
 # Waits until file F has at least N lines (at most ~20 s).
 wait_lines() {
   i=0
-  while [ "$(cat "$1" 2> /dev/null | wc -l)" -lt "$2" ]; do
+  while [ "$( (wc -l < "$1") 2> /dev/null || echo 0)" -lt "$2" ]; do
     i=$((i + 1))
     [ $i -lt 400 ] || fail "timed out waiting for $1"
     sleep 0.05
@@ -35,9 +36,10 @@ for sig in INT TERM; do
   expect 0 "$T" train tiny.yaml --resume S.tchk --steps $((n + 30)) --eval 0 --quiet
   expect 0 "$T" train tiny.yaml --steps $((n + 30)) --eval 0 --metrics R.csv --quiet
   # The resumed invocation appended to the interrupted run's metrics (kept in the checkpoint).
-  cut -d, -f"$(csv_col step S.csv)" S.csv | grep -q -x "$n" &&
-    [ "$(sed -n 2p S.csv | cut -d, -f"$(csv_col step S.csv)")" = 0 ] ||
+  cut -d, -f"$(csv_col step S.csv)" S.csv | grep -q -x "$n" ||
     fail "SIG$sig: the resumed run did not append to the interrupted run's metrics"
+  [ "$(sed -n 2p S.csv | cut -d, -f"$(csv_col step S.csv)")" = 0 ] ||
+    fail "SIG$sig: the resumed run rewrote the interrupted run's metrics"
   csv_steps_increasing S.csv
   [ "$(csv_last_without_wall S.csv)" = "$(csv_last_without_wall R.csv)" ] ||
     fail "SIG$sig: resumed run differs from the straight run of $((n + 30)) steps"
