@@ -61,7 +61,8 @@ TCH_API tch_status tch_trainer_get_mixer(tch_trainer *t, tch_mixer **borrowed);
  * visit statistics), written atomically: a crash mid-write never destroys the previous
  * file. Callbacks cannot be saved: tch_trainer_load takes a fresh env of the same shape. A
  * run resumed from a checkpoint is bit-identical to an uninterrupted one. Truncated or
- * corrupt files are TCH_E_IO, other format versions TCH_E_VERSION. */
+ * corrupt files are TCH_E_IO, other format versions TCH_E_VERSION, an env of another shape
+ * TCH_E_ARG. */
 TCH_API tch_status tch_trainer_save(const tch_trainer *t, const char *path);
 TCH_API tch_status tch_trainer_load(tch_env *env, const char *path, tch_trainer **out);
 

@@ -153,8 +153,15 @@ static tch_status read_learner(tchi_reader *r, tchi_learner *l)
   tch_status s = tchi_policy_read(r, &p);
   if (s) return s;
   tch_policy *q = l->policy;
-  if (p->state_dim != q->state_dim || p->n_actions != q->n_actions || p->in_dim != q->in_dim ||
-      p->out_dim != q->out_dim || p->mlp.n_params != q->mlp.n_params || p->mlp.act != q->mlp.act) {
+  if (p->state_dim != q->state_dim || p->n_actions != q->n_actions || p->in_dim != q->in_dim) {
+    tch_status e = tchi_fail(TCH_E_ARG, "'%s' was saved for an env with state_dim %u, %u actions "
+                             "and input width %u; the env given has %u, %u and %u", r->path,
+                             p->state_dim, p->n_actions, p->in_dim, q->state_dim, q->n_actions,
+                             q->in_dim);
+    tchi_policy_release(p);
+    return e;
+  }
+  if (p->out_dim != q->out_dim || p->mlp.n_params != q->mlp.n_params || p->mlp.act != q->mlp.act) {
     tchi_policy_release(p);
     return malformed(r, "policy does not match its config or the env");
   }
