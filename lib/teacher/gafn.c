@@ -93,6 +93,20 @@ static tch_status rnd_distances(tchi_rnd *r, const tchi_gemm *g, tch_env *e, siz
   return TCH_OK;
 }
 
+/* log P_B(s_t | s_{t+1}) of backward action a at the row of s_{t+1}. */
+static double log_pb(const tch_policy *p, const float *row, const uint8_t *bmask, int32_t a,
+                     double *scratch)
+{
+  const size_t nb = p->n_actions - 1;
+  if (p->learn_pb) {
+    tchi_masked_log_softmax(row + p->off_pb, bmask, nb, scratch);
+    return scratch[a];
+  }
+  size_t c = 0;
+  for (size_t j = 0; j < nb; j++) c += bmask[j] != 0;
+  return -log((double)c);
+}
+
 tch_status tchi_gafn_loss(tch_policy *p, tchi_rnd *rnd, tch_env *e, const tchi_traj *t,
                           tchi_eval *ev, const double *log_r, const tchi_gafn_params *gp,
                           int grad, double *loss)
@@ -121,16 +135,7 @@ tch_status tchi_gafn_loss(tch_policy *p, tchi_rnd *rnd, tch_env *e, const tchi_t
     for (size_t k = 0; k + 1 < L; k++) {
       const float *nrow = ev->out + (r0 + k + 1) * od;
       const uint8_t *bm = t->bwd + (i * T + k + 1) * nb;
-      int32_t a = t->actions[i * T + k];
-      double lpb;
-      if (p->learn_pb) {
-        tchi_masked_log_softmax(nrow + p->off_pb, bm, nb, ev->lp);
-        lpb = ev->lp[a];
-      } else {
-        size_t c = 0;
-        for (size_t j = 0; j < nb; j++) c += bm[j] != 0;
-        lpb = -log((double)c);
-      }
+      double lpb = log_pb(p, nrow, bm, t->actions[i * T + k], ev->lp);
       if (k < n_bonus && gp->edge_ri) {
         double b = gp->ri_scale * rnd->dist[r0 + k + 1] / exp((double)nrow[p->off_flow]);
         D -= log(exp(lpb) + b);
@@ -163,15 +168,7 @@ tch_status tchi_gafn_loss(tch_policy *p, tchi_rnd *rnd, tch_env *e, const tchi_t
       int32_t a = t->actions[i * T + k];
       double pb_share = 1.0;   /* d log(PB + b) / d log PB */
       if (k < n_bonus && gp->edge_ri) {
-        double lpb;
-        if (p->learn_pb) {
-          tchi_masked_log_softmax(nrow + p->off_pb, bm, nb, ev->lp);
-          lpb = ev->lp[a];
-        } else {
-          size_t c = 0;
-          for (size_t j = 0; j < nb; j++) c += bm[j] != 0;
-          lpb = -log((double)c);
-        }
+        double lpb = log_pb(p, nrow, bm, a, ev->lp);
         double b = gp->ri_scale * rnd->dist[row] / exp((double)nrow[p->off_flow]);
         double pb = exp(lpb);
         pb_share = pb / (pb + b);
