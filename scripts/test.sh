@@ -37,3 +37,13 @@ CK_FORK=no meson test -C build-test --suite unit --suite fault --print-errorlogs
   --timeout-multiplier 20 --wrapper "$VG"
 CK_FORK=no meson test -C build-test test_args test_lifecycle example_custom_env --print-errorlogs \
   --num-processes 2 --timeout-multiplier 20 --wrapper "$VG"
+
+echo "== Python binding: pytest against build-test's library (also meson test 'python')"
+py_rc=0
+TEACHER_LIBRARY=$PWD/build-test/lib/libteacher.so.0 PYTHONDONTWRITEBYTECODE=1 \
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider bindings/python/tests || py_rc=$?
+if [ $py_rc -ne 0 ]; then
+  # pytest exit status 5 means it collected no tests: a failure here, not a pass.
+  [ $py_rc -eq 5 ] && echo "python: pytest collected no tests" >&2
+  exit $py_rc
+fi

@@ -1,0 +1,308 @@
+"""teacher.Env: built-in environments and environments defined by Python callbacks."""
+import ctypes
+import itertools
+
+from . import _ffi, _errors
+from ._arrays import In, Out, view
+from ._errors import call
+from ._handle import Handle
+
+__all__ = ["Env"]
+
+# ---- Python-defined environments ---------------------------------------------------------
+# The C env stores an integer key as its `user` pointer. The callbacks of every Python env
+# go through the module-level thunks below, which look the key up here; the env's
+# user_free (run by the library when the last reference to the C env goes) removes the
+# entry. So the Python callables live exactly as long as the C env, whichever wrapper or
+# trainer releases it last, and the CFUNCTYPE thunks are never freed.
+# No lock: dict operations and next() on a count are atomic under the GIL, and a lock
+# could deadlock when the garbage collector frees an env (running user_free) while the
+# same thread holds it.
+_registry = {}
+_keys = itertools.count(1)
+
+
+class _PyEnv(object):
+    __slots__ = ("state_dim", "n_actions", "feat_dim", "step", "backward_step", "masks",
+                 "log_reward", "features")
+
+
+def _result_code(r, what):
+    if r is None or r is False:
+        return 0
+    if isinstance(r, bool):   # True is not a status: treat as a (user) failure code 1
+        return 1
+    try:
+        code = int(r)
+    except (TypeError, ValueError):
+        raise TypeError("the %s callback must return None or an int status, not %r"
+                        % (what, type(r).__name__)) from None
+    return max(-2 ** 31, min(2 ** 31 - 1, code))
+
+
+def _failed(exc, what):
+    _errors.store_exception(exc)
+    try:
+        _ffi.tch_set_callback_error(
+            ("Python %s in %s: %s" % (type(exc).__name__, what, exc)).encode("utf-8",
+                                                                          "replace")[:900])
+    except BaseException:  # pragma: no cover - never let anything escape into C
+        pass
+    return -1
+
+
+def _step_impl(which, user, n, states, actions, out):
+    try:
+        e = _registry[user]
+        sd = e.state_dim
+        fn = e.step if which == 0 else e.backward_step
+        r = fn(view(states, (n, sd), "i4", True), view(actions, (n,), "i4", True),
+               view(out, (n, sd), "i4", False))
+        return _result_code(r, "step" if which == 0 else "backward_step")
+    except BaseException as exc:
+        return _failed(exc, "step" if which == 0 else "backward_step")
+
+
+@_ffi.step_fn
+def _step_thunk(user, n, states, actions, out):
+    return _step_impl(0, user, n, states, actions, out)
+
+
+@_ffi.step_fn
+def _backward_step_thunk(user, n, states, actions, out):
+    return _step_impl(1, user, n, states, actions, out)
+
+
+@_ffi.masks_fn
+def _masks_thunk(user, n, states, fwd, bwd):
+    try:
+        e = _registry[user]
+        na = e.n_actions
+        r = e.masks(view(states, (n, e.state_dim), "i4", True), view(fwd, (n, na), "u1", False),
+                    view(bwd, (n, na - 1), "u1", False))
+        return _result_code(r, "masks")
+    except BaseException as exc:
+        return _failed(exc, "masks")
+
+
+@_ffi.log_reward_fn
+def _log_reward_thunk(user, n, states, out):
+    try:
+        e = _registry[user]
+        r = e.log_reward(view(states, (n, e.state_dim), "i4", True), view(out, (n,), "f8", False))
+        return _result_code(r, "log_reward")
+    except BaseException as exc:
+        return _failed(exc, "log_reward")
+
+
+@_ffi.features_fn
+def _features_thunk(user, n, states, out):
+    try:
+        e = _registry[user]
+        r = e.features(view(states, (n, e.state_dim), "i4", True),
+                       view(out, (n, e.feat_dim), "f4", False))
+        return _result_code(r, "features")
+    except BaseException as exc:
+        return _failed(exc, "features")
+
+
+@_ffi.user_free_fn
+def _user_free_thunk(user):
+    try:
+        _registry.pop(user, None)
+    except BaseException:  # pragma: no cover - interpreter shutdown
+        pass
+
+
+def registered_envs():
+    """Number of live Python-defined C envs (for leak tests)."""
+    return len(_registry)
+
+
+class Env(Handle):
+    """An environment (tch_env). Create one with :meth:`hypergrid`, :meth:`from_config` or
+    :meth:`discrete` (Python callbacks)."""
+    _c_free = staticmethod(_ffi.tch_env_free)
+    _c_retain = staticmethod(_ffi.tch_env_retain)
+    _kind = "Env"
+
+    def __init__(self, *a, **kw):
+        raise TypeError("use Env.hypergrid(), Env.from_config() or Env.discrete()")
+
+    def _post_init(self):
+        sd, na, ml = ctypes.c_uint32(), ctypes.c_uint32(), ctypes.c_uint32()
+        call(_ffi.tch_env_dims, self._h, ctypes.byref(sd), ctypes.byref(na), ctypes.byref(ml))
+        self._dims = (sd.value, na.value, ml.value)
+
+    # ---- constructors --------------------------------------------------------------------
+    @classmethod
+    def hypergrid(cls, ndim=2, horizon=8, beta=1.0):
+        """The built-in deceptive hypergrid ({0..horizon-1}^ndim, exact target known)."""
+        h = _ffi.env_p()
+        call(_ffi.tch_env_create_hypergrid, int(ndim), int(horizon), float(beta),
+             ctypes.byref(h))
+        return cls._own(h)
+
+    @classmethod
+    def from_config(cls, config):
+        """A built-in env from the keys env.name and env.<name>.* of a Config (or a
+        mapping)."""
+        from .config import Config
+        cfg = Config.coerce(config)
+        h = _ffi.env_p()
+        call(_ffi.tch_env_create_from_config, cfg._ptr, ctypes.byref(h))
+        return cls._own(h)
+
+    @classmethod
+    def discrete(cls, state_dim, n_actions, max_len, s0, step, backward_step, masks,
+                 log_reward, vocab=None, features=None, feat_dim=None):
+        """An environment defined by Python callables (see docs/python.md).
+
+        States are `state_dim` int32 values; actions 0..n_actions-1, the last one EXIT.
+        Every callable receives views over the library's buffers (NumPy arrays when NumPy is
+        present -- inputs read-only -- else memoryviews) and writes its outputs in place:
+
+        * ``step(states, actions, out)`` and ``backward_step(states, actions, out)``:
+          states (n, state_dim), actions (n,), out (n, state_dim);
+        * ``masks(states, fwd, bwd)``: fwd (n, n_actions) uint8 (pre-zeroed), bwd
+          (n, n_actions-1) uint8 or None when the library does not need it;
+        * ``log_reward(states, out)``: out (n,) float64;
+        * ``features(states, out)``: out (n, feat_dim) float32 (optional; without it the
+          library one-hot encodes each position, which needs `vocab`).
+
+        A callable returns None (success) or an int (non-zero fails the call with
+        CallbackError). An exception it raises stops the library call, which is rolled
+        back, and is then re-raised from the Python call that triggered it. The views are
+        valid only during the call: copy what you keep.
+        """
+        if features is not None and not feat_dim:
+            raise ValueError("Env.discrete: feat_dim is required with features")
+        if features is None and vocab is None:
+            raise ValueError("Env.discrete: vocab is required without features "
+                             "(the built-in one-hot needs the values of each position)")
+        for name, fn in (("step", step), ("backward_step", backward_step), ("masks", masks),
+                         ("log_reward", log_reward)):
+            if not callable(fn):
+                raise TypeError("Env.discrete: %s must be callable" % name)
+        if features is not None and not callable(features):
+            raise TypeError("Env.discrete: features must be callable")
+        state_dim, n_actions, max_len = int(state_dim), int(n_actions), int(max_len)
+        s0_in = In(s0, "i4", "s0").expect(state_dim)
+        vocab_in = In(vocab, "u4", "vocab").expect(state_dim) if vocab is not None else None
+
+        e = _PyEnv()
+        e.state_dim, e.n_actions = state_dim, n_actions
+        e.feat_dim = int(feat_dim) if features is not None else 0
+        e.step, e.backward_step, e.masks = step, backward_step, masks
+        e.log_reward, e.features = log_reward, features
+        key = next(_keys)
+        _registry[key] = e
+
+        d = _ffi.DiscreteEnvDesc()
+        d.struct_size = ctypes.sizeof(_ffi.DiscreteEnvDesc)
+        d.state_dim, d.n_actions, d.max_len = state_dim, n_actions, max_len
+        d.feat_dim = e.feat_dim
+        d.s0 = s0_in.ptr
+        d.step, d.backward_step = _step_thunk, _backward_step_thunk
+        d.masks, d.log_reward = _masks_thunk, _log_reward_thunk
+        if features is not None:
+            d.features = _features_thunk
+        d.user = key
+        d.user_free = _user_free_thunk
+        if vocab_in is not None:
+            d.vocab = vocab_in.ptr
+        h = _ffi.env_p()
+        try:
+            call(_ffi.tch_env_create_discrete, ctypes.byref(d), ctypes.byref(h))
+        except BaseException:
+            # On failure the library does not call user_free: we still own the entry.
+            _registry.pop(key, None)
+            raise
+        env = cls._own(h)
+        env._python = True
+        return env
+
+    def new_reference(self):
+        """Another wrapper of the same C env holding a reference of its own (so closing
+        this one does not affect it)."""
+        e = Env._borrow(self._ptr)
+        e._python = self.is_python
+        return e
+
+    # ---- queries -------------------------------------------------------------------------
+    @property
+    def state_dim(self):
+        return self._dims[0]
+
+    @property
+    def n_actions(self):
+        """Forward actions including EXIT (the last one)."""
+        return self._dims[1]
+
+    @property
+    def max_len(self):
+        """Bound on the non-EXIT steps of a trajectory (trajectories pad to max_len + 1)."""
+        return self._dims[2]
+
+    @property
+    def dims(self):
+        """(state_dim, n_actions, max_len)."""
+        return self._dims
+
+    @property
+    def is_python(self):
+        """True for an env defined by Python callbacks."""
+        return getattr(self, "_python", False)
+
+    def _states(self, states, name="states"):
+        s = In(states, "i4", name)
+        return s, s.rows(self.state_dim)
+
+    def log_reward(self, states):
+        """log R of terminal states (n, state_dim) -> (n,) floats; NaN/Inf is
+        NumericError."""
+        s, n = self._states(states)
+        out = Out((n,), "f8")
+        call(_ffi.tch_env_log_reward, self._ptr, n, s.ptr, out.ptr)
+        return out.value()
+
+    def n_terminal(self):
+        """Size of the terminal set (envs that enumerate it; StateError otherwise)."""
+        v = ctypes.c_size_t()
+        call(_ffi.tch_env_n_terminal, self._ptr, ctypes.byref(v))
+        return v.value
+
+    def n_modes(self):
+        v = ctypes.c_size_t()
+        call(_ffi.tch_env_n_modes, self._ptr, ctypes.byref(v))
+        return v.value
+
+    def enumerate_terminal(self, cap=None):
+        """(states (k, state_dim), log_r (k,)) of the first k = min(cap, n_terminal)
+        terminal states."""
+        total = self.n_terminal()
+        k = total if cap is None else min(int(cap), total)
+        states, log_r = Out((k, self.state_dim), "i4"), Out((k,), "f8")
+        call(_ffi.tch_env_enumerate_terminal, self._ptr, k, states.ptr, log_r.ptr)
+        return states.value(), log_r.value()
+
+    def empirical_l1(self, states):
+        """Empirical L1 of terminal samples against the exact target."""
+        s, n = self._states(states)
+        v = ctypes.c_double()
+        call(_ffi.tch_env_empirical_l1, self._ptr, n, s.ptr, ctypes.byref(v))
+        return v.value
+
+    def count_modes(self, states):
+        """Number of distinct modes among terminal samples."""
+        s, n = self._states(states)
+        v = ctypes.c_size_t()
+        call(_ffi.tch_env_count_modes, self._ptr, n, s.ptr, ctypes.byref(v))
+        return v.value
+
+    def __repr__(self):
+        if self.closed:
+            return "<teacher.Env (closed)>"
+        return "<teacher.Env%s state_dim=%d n_actions=%d max_len=%d>" % (
+            " (Python)" if self.is_python else "", self._dims[0], self._dims[1], self._dims[2])
+
