@@ -5,7 +5,8 @@ set -euo pipefail
 
 PKGS=(gcc g++ meson ninja-build pkgconf
       libblis-dev libblis-pthread-dev libyaml-dev check
-      valgrind python3 python3-cffi python3-numpy python3-pytest)
+      valgrind python3 python3-cffi python3-numpy python3-pytest
+      doxygen python3-matplotlib librdkit-dev libboost-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

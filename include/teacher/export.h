@@ -1,5 +1,10 @@
-/* Export macros. TCH_API marks every public declaration. Override it by defining
- * TCH_API before including any libteacher header (cffi does, with TCH_API empty). */
+/** @file teacher/export.h
+ * @brief Export macros.
+ *
+ * `TCH_API` marks every public declaration (default visibility with GCC/Clang,
+ * dllexport/dllimport on Windows unless `TCH_STATIC`). Override it by defining
+ * TCH_API before including any libteacher header (cffi does, with TCH_API empty).
+ * `TCH_DEPRECATED(msg)` marks deprecated declarations (a GCC attribute; empty elsewhere). */
 #ifndef TEACHER_EXPORT_H
 #define TEACHER_EXPORT_H
 

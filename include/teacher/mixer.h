@@ -1,4 +1,5 @@
-/* tch_mixer: the behaviour-policy schedule. For every training step it says where the
+/** @file teacher/mixer.h
+ * @brief tch_mixer: the behaviour-policy schedule. For every training step it says where the
  * batch comes from -- the Student on-policy, the Teacher, or buffer replay -- and whether
  * local search refines it; it also holds the exploration (epsilon-uniform mixing and logit
  * temperature) of each sampling source. Log-probabilities are always scored under the
@@ -11,7 +12,7 @@
  *                                     each step draws its source with these relative
  *                                     weights from the mixer stream of the trainer's seed
  * A trainer built from a config with mixer.schedule "auto" uses the reference's
- * alternation for its method (see docs/config.md). */
+ * alternation for its method (see docs/config.md). Guide: docs/api/mixer.md. */
 #ifndef TEACHER_MIXER_H
 #define TEACHER_MIXER_H
 #include <stddef.h>
@@ -25,39 +26,52 @@
 extern "C" {
 #endif
 
+/** Opaque, reference-counted behaviour mixer. */
 typedef struct tch_mixer tch_mixer;
 
+/** Where a step's batch comes from (pinned). */
 typedef enum tch_source {         /* pinned */
-  TCH_SOURCE_STUDENT = 0,
-  TCH_SOURCE_TEACHER = 1,
-  TCH_SOURCE_BUFFER = 2
+  TCH_SOURCE_STUDENT = 0,         /**< the Student, on-policy (with its exploration) */
+  TCH_SOURCE_TEACHER = 1,         /**< the Teacher (with its exploration) */
+  TCH_SOURCE_BUFFER = 2           /**< replay: buffer objects rebuilt backward with P_B */
 } tch_source;
 
+/** Step flag: refine this step's batch by local search. */
 #define TCH_MIXER_LOCAL_SEARCH 0x1u   /* flag: refine this step's batch by local search */
 
+/** Parses a schedule (syntax above; spaces are ignored) into a new mixer. A malformed
+ * schedule is TCH_E_CONFIG. */
 TCH_API tch_status tch_mixer_create(const char *schedule, tch_mixer **out);
+/** Adds a reference; returns m (NULL-tolerant). */
 TCH_API tch_mixer *tch_mixer_retain(tch_mixer *m);
+/** Drops a reference (and, with the last one, those it holds on attached policies and
+ * buffer); NULL is a no-op. */
 TCH_API void tch_mixer_free(tch_mixer *m);
 
-/* The source and flags of a step. Deterministic in (schedule, seed, step). */
+/** The source and flags of a step. Deterministic in (schedule, seed, step). */
 TCH_API tch_status tch_mixer_source(const tch_mixer *m, uint64_t seed, uint64_t step,
                                     tch_source *out_source, uint32_t *out_flags);
-/* Canonical text of the schedule (borrowed; valid while the mixer lives). */
+/** Canonical text of the schedule (borrowed; valid while the mixer lives). */
 TCH_API tch_status tch_mixer_schedule(const tch_mixer *m, const char **out);
 
-/* Exploration of a sampling source (STUDENT or TEACHER): epsilon in [0, 1], temperature
- * > 0. Defaults 0 and 1. */
+/** Sets the exploration of a sampling source (STUDENT or TEACHER): epsilon in [0, 1],
+ * temperature > 0. Defaults 0 and 1. */
 TCH_API tch_status tch_mixer_set_exploration(tch_mixer *m, tch_source src, double epsilon,
                                              double temperature);
+/** Reads the exploration of a sampling source (STUDENT or TEACHER); either output may be
+ * NULL. */
 TCH_API tch_status tch_mixer_get_exploration(const tch_mixer *m, tch_source src,
                                              double *epsilon, double *temperature);
 
-/* Standalone use: attach the policies and buffer the sources draw from (retained; NULL
- * detaches), then draw a batch for a step. Local search needs the trainer (it scores with
+/** Standalone use: attach the policy a sampling source (STUDENT or TEACHER) draws from
+ * (retained; NULL detaches). Buffer replay rebuilds trajectories with the STUDENT policy. */
+TCH_API tch_status tch_mixer_set_policy(tch_mixer *m, tch_source src, tch_policy *p);
+/** Standalone use: attach the buffer the BUFFER source replays (retained; NULL detaches). */
+TCH_API tch_status tch_mixer_set_buffer(tch_mixer *m, tch_buffer *b);
+/** Standalone use: draws the batch of a step from the source the schedule names, with the
+ * same random streams a trainer uses. Local search needs the trainer (it scores with
  * the Student's loss) and is not applied by tch_mixer_draw_discrete; *out_flags reports it.
  * Layout of the outputs as in policy.h. */
-TCH_API tch_status tch_mixer_set_policy(tch_mixer *m, tch_source src, tch_policy *p);
-TCH_API tch_status tch_mixer_set_buffer(tch_mixer *m, tch_buffer *b);
 TCH_API tch_status tch_mixer_draw_discrete(tch_mixer *m, tch_env *env, uint64_t seed,
                                            uint64_t step, size_t n, int32_t *out_states,
                                            int32_t *out_actions, uint32_t *out_len,

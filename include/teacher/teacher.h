@@ -1,5 +1,24 @@
-/* libteacher: amortized samplers (GFlowNets) trained with the adaptive Teacher and with
- * reinforced SMC. Umbrella public header.
+/** @mainpage libteacher C API
+ *
+ * libteacher trains amortized samplers (GFlowNets) for unnormalized densities with the
+ * adaptive Teacher method. Include `<teacher.h>`; it pulls in every header below.
+ *
+ * | header | handle / topic |
+ * |---|---|
+ * | teacher/status.h  | ::tch_status, tch_last_error(), versions, log sink |
+ * | teacher/config.h  | ::tch_config: typed keys, YAML |
+ * | teacher/env.h     | ::tch_env: host callbacks, the built-in hypergrid, exact targets |
+ * | teacher/policy.h  | ::tch_policy: a sampler network (Student or Teacher) |
+ * | teacher/buffer.h  | ::tch_buffer: replay buffer |
+ * | teacher/mixer.h   | ::tch_mixer: behaviour-policy schedule |
+ * | teacher/trainer.h | ::tch_trainer: the Teacher-Student training loop |
+ *
+ * The guides live in the repository's docs/ folder: getting-started.md, api/ (one page per
+ * handle), callbacks.md, errors.md, threading.md, config.md. */
+
+/** @file teacher/teacher.h
+ * @brief libteacher: amortized samplers (GFlowNets) trained with the adaptive Teacher and
+ * with reinforced SMC. Umbrella public header.
  *
  * Conventions: every fallible call returns tch_status (TCH_OK = 0, errors < 0) and leaves
  * detail in tch_last_error(); constructors write *out (NULL on failure); handles are

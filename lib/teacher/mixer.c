@@ -112,8 +112,14 @@ tch_status tchi_mixer_create(const char *schedule, tch_mixer **out)
   /* spaces are ignored */
   char buf[512];
   size_t k = 0;
-  for (const char *p = schedule; *p && k + 1 < sizeof buf; p++)
-    if (!isspace((unsigned char)*p)) buf[k++] = *p;
+  for (const char *p = schedule; *p; p++)
+    if (!isspace((unsigned char)*p)) {
+      if (k + 1 == sizeof buf) {
+        tchi_free(m);
+        return parse_error("(too long)", "longer than 511 characters");
+      }
+      buf[k++] = *p;
+    }
   buf[k] = '\0';
   tch_status s = strncmp(buf, "random:", 7) == 0 ? parse_random(m, schedule, buf + 7)
                                                  : parse_cycle(m, buf);

@@ -117,6 +117,11 @@ START_TEST(mixer_parsing_and_random_weights)
     ck_assert_msg(tch_mixer_create(*b, &m) == TCH_E_CONFIG, "'%s' accepted", *b);
     ck_assert_ptr_null(m);
   }
+  /* too long to hold: rejected, never truncated into another schedule */
+  char longs[700] = "";
+  for (int i = 0; i < 80; i++) strcat(longs, i ? ",student" : "student");
+  ck_assert_int_eq(tch_mixer_create(longs, &m), TCH_E_CONFIG);
+  ck_assert_ptr_null(m);
   ck_assert_int_eq(tch_mixer_create("random:student=2,teacher=1,buffer=1", &m), TCH_OK);
   size_t counts[3] = {0, 0, 0};
   const int n = 40000;
