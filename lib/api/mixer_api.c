@@ -1,10 +1,10 @@
 /* Public entry points of tch_mixer. */
 #include <math.h>
 #include <string.h>
+#include "api/api.h"
 #include "teacher/behaviour.h"
 #include "buffers/buffer.h"
 
-#define CHECK_ARG(cond, ...) do { if (!(cond)) return tchi_fail(TCH_E_ARG, __VA_ARGS__); } while (0)
 
 tch_status tch_mixer_create(const char *schedule, tch_mixer **out)
 {

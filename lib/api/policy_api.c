@@ -1,9 +1,9 @@
 /* Public entry points of tch_policy: argument checks, then the gfn layer. */
 #include <math.h>
 #include <string.h>
+#include "api/api.h"
 #include "gfn/gfn.h"
 
-#define CHECK_ARG(cond, ...) do { if (!(cond)) return tchi_fail(TCH_E_ARG, __VA_ARGS__); } while (0)
 
 static tch_status check_discrete(const tch_policy *p, const tch_env *e)
 {

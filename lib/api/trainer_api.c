@@ -1,7 +1,7 @@
 /* Public entry points of tch_trainer: argument checks, then the trainer layer. */
+#include "api/api.h"
 #include "trainer/trainer.h"
 
-#define CHECK_ARG(cond, ...) do { if (!(cond)) return tchi_fail(TCH_E_ARG, __VA_ARGS__); } while (0)
 
 tch_status tch_trainer_create(tch_env *env, const tch_config *c, tch_trainer **out)
 {

@@ -413,9 +413,7 @@ static tch_status transition_step(tch_trainer *t)
      * terminal); the Teacher's target on terminal transitions is beta_T log(R_T + 1e-8). */
     const tchi_teacher_reward *tr = &t->treward;
     for (size_t i = 0; i < R; i++) {
-      double d = t->tr_d[i], w = 1.0 + (d > 0.0 ? tr->C : 0.0);
-      double f = tr->use_log ? log(1.0 + 1e-3 + w * d * d) : w * d * d;
-      double rt = f * (tr->alpha == 0.0 ? 1.0 : pow(1.0 + exp(t->tr_log_r[i]), tr->alpha));
+      double rt = tchi_teacher_reward_value(tr, t->tr_d[i], log1p(exp(t->tr_log_r[i])));
       t->tr_tlog[i] = tchi_teacher_log_reward(tr, rt);
     }
     tchi_learner *tl = &t->teacher;
@@ -463,10 +461,9 @@ static size_t batch_transitions(tch_trainer *t)
       t->tr_log_r[m] = term ? tr->log_r[i] : -INFINITY;
       double d = t->dres[i * T + k];
       if (t->priority == TCH_PRIORITY_TEACHER_REWARD) {
-        double wd = 1.0 + (d > 0.0 ? R_T->C : 0.0);
-        double f = R_T->use_log ? log(1.0 + 1e-3 + wd * d * d) : wd * d * d;
-        double rv = term ? 1.0 + exp(tr->log_r[i]) : 1.0;
-        t->tr_prio[m] = f * (R_T->alpha == 0.0 ? 1.0 : pow(rv, R_T->alpha));
+        /* r = 1, plus R on the terminal transition: R^alpha with log R = log(r) */
+        double log_rv = term ? log1p(exp(tr->log_r[i])) : 0.0;
+        t->tr_prio[m] = tchi_teacher_reward_value(R_T, d, log_rv);
       } else if (t->priority == TCH_PRIORITY_LOSS) {
         t->tr_prio[m] = d * d;
       } else {
