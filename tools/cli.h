@@ -52,6 +52,7 @@ typedef enum tcli_progress_mode {
 
 typedef struct tcli_progress {
   tcli_progress_mode mode;
+  int diffusion;      /* a diffusion trainer: show log Z and the buffer, not modes and L1 */
   uint64_t start_step, target;
   double t0;          /* tcli_now() when this invocation started training */
   double last_draw;   /* time of the last bar redraw */
@@ -69,5 +70,22 @@ void tcli_progress_line(tcli_progress *p, const tch_trainer *t, uint64_t step, d
 void tcli_progress_end(tcli_progress *p, const tch_trainer *t, uint64_t step, double now);
 /* Erases the bar before other stderr output (it is redrawn at the next tick). */
 void tcli_progress_clear(tcli_progress *p);
+
+/* ---- plots of diffusion samplers (plot.c) ------------------------------------------- */
+typedef struct tcli_plot_opts {
+  const char *path;            /* the PNG file */
+  int have_range;              /* 0: chosen from the target (or the samples) */
+  double x_min, x_max, y_min, y_max;
+  uint32_t dim_x, dim_y;       /* the coordinates drawn (--plot-dims) */
+  size_t n_samples;            /* Student samples drawn as dots */
+  int size;                    /* pixels per side */
+  uint64_t seed;               /* seed of the samples */
+} tcli_plot_opts;
+
+/* Writes the plot of a diffusion trainer's Student (o->n_samples fresh samples, coordinates
+ * dim_x and dim_y) over the target's log density on a size x size grid. On success returns
+ * 0 and describes what was drawn in note; else -1 with a message in err. */
+int tcli_plot_diffusion(tch_trainer *t, const tcli_plot_opts *o, char *note, size_t note_len,
+                        char *err, size_t err_len);
 
 #endif /* TEACHER_TOOLS_CLI_H */

@@ -84,6 +84,8 @@ static void draw_bar(tcli_progress *p, const tch_trainer *t, uint64_t step, doub
   double it_s = rate(p, step, now);
   format_rate(r, sizeof r, it_s);
   tcli_format_duration(eta, sizeof eta, isfinite(it_s) ? (double)(p->target - step) / it_s : NAN);
+  /* Diffusion trainers have no modes to count; their learned log Z is the thing to watch. */
+  if (p->diffusion) snprintf(modes, sizeof modes, "logZ %.4g", tcli_metric(t, "logz.student"));
   int n = snprintf(rest, sizeof rest, " %llu/%llu %3.0f%% | loss %.3g | %s | %s | ETA %s",
                    (unsigned long long)step, (unsigned long long)p->target, 100 * frac,
                    tcli_metric(t, "loss.student"), modes, r, eta);
@@ -124,6 +126,19 @@ void tcli_progress_line(tcli_progress *p, const tch_trainer *t, uint64_t step, d
                        : isfinite(it_s) ? (double)(p->target - step) / it_s : NAN);
   double tl = tcli_metric(t, "loss.teacher");
   if (!isnan(tl)) snprintf(teacher, sizeof teacher, " | teacher loss %.4g", tl);
+  if (p->diffusion) {
+    char buffer[64] = "";
+    double bs = tcli_metric(t, "buffer.size");
+    if (!isnan(bs)) snprintf(buffer, sizeof buffer, " | buffer %.0f", bs);
+    fprintf(stderr, "step %llu/%llu (%.0f%%) | loss %.4g | logZ %.4g%s%s | %s | elapsed %s | "
+            "ETA %s\n",
+            (unsigned long long)step, (unsigned long long)p->target,
+            p->target ? 100.0 * (double)step / (double)p->target : 100.0,
+            tcli_metric(t, "loss.student"), tcli_metric(t, "logz.student"), teacher, buffer, r,
+            elapsed, eta);
+    fflush(stderr);
+    return;
+  }
   fprintf(stderr, "step %llu/%llu (%.0f%%) | loss %.4g | logZ %.4g%s | %s | L1 %.3e | %s | "
           "elapsed %s | ETA %s\n",
           (unsigned long long)step, (unsigned long long)p->target,

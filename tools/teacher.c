@@ -2,6 +2,7 @@
  *
  *   teacher train CONFIG.yaml [options]     train a sampler (docs/cli.md)
  *   teacher sample POLICY.tchp CONFIG.yaml  sample terminal objects from a saved policy
+ *   teacher sample --checkpoint CKPT CONFIG sample the Student of a checkpoint (any env)
  *   teacher config [CONFIG.yaml]            print the effective configuration as YAML
  *   teacher help [COMMAND] | --version
  *
@@ -80,6 +81,7 @@ static const char usage_main[] =
   "commands:\n"
   "  train CONFIG.yaml [options]       train a sampler; metrics, checkpoints, resume\n"
   "  sample POLICY.tchp CONFIG.yaml    sample terminal objects from a saved policy\n"
+  "  sample --checkpoint CKPT CONFIG   sample the Student of a checkpoint (diffusion too)\n"
   "  config [CONFIG.yaml]              print the effective configuration as YAML\n"
   "  help [COMMAND]                    this text, or the options of COMMAND\n"
   "\n"
@@ -101,17 +103,32 @@ static const char usage_train[] =
   "                           (train.log_every; -1 = steps/5, 0 = start and end only)\n"
   "  --eval N                 final evaluation on N fresh samples (train.eval_samples; 0 = skip)\n"
   "  --save-policy PATH       save the trained Student policy (.tchp) at the end\n"
+  "                           (discrete envs; diffusion trainers: use --checkpoint)\n"
   "  --quiet                  no progress output (the summary line is still printed)\n"
+  "\n"
+  "Energy envs (diffusion samplers) only:\n"
+  "  --plot PATH.png          after training, draw Student samples over the target's log\n"
+  "                           density (dimension >= 2; two coordinates, see --plot-dims)\n"
+  "  --plot-range LO,HI | XLO,XHI,YLO,YHI\n"
+  "                           plotted region (default: from exact target samples)\n"
+  "  --plot-dims I,J          coordinates drawn (default 0,1; with more than two, the\n"
+  "                           background is the log density with the others at 0)\n"
+  "  --plot-samples N         Student samples drawn (default 2000)\n"
   "\n"
   "SIGINT/SIGTERM finish the current step, write the checkpoint (if a path is configured)\n"
   "and exit with status 130/143.\n";
 
 static const char usage_sample[] =
   "usage: teacher sample POLICY.tchp CONFIG.yaml [options]\n"
+  "       teacher sample --checkpoint CKPT.tchk CONFIG.yaml [options]\n"
   "\n"
+  "  --checkpoint CKPT        sample the Student of a trainer checkpoint (teacher train\n"
+  "                           --checkpoint) instead of a policy file; the only way for\n"
+  "                           diffusion samplers (energy envs)\n"
   "  -n N                     number of samples (default 10)\n"
   "  --seed S                 sampling seed (default 0)\n"
-  "  --format csv|jsonl       output format (default csv: x_0,...,x_{d-1},log_pf)\n"
+  "  --format csv|jsonl       output format (default csv: x_0,...,x_{d-1},log_pf; diffusion\n"
+  "                           samplers: x_0,...,x_{d-1},log_w, the importance log-weight)\n"
   "  --header                 csv: print a header line first\n"
   "  --set KEY=VALUE          override a configuration key of CONFIG (repeatable)\n";
 
@@ -346,6 +363,8 @@ typedef struct train_opts {
   const char **sets;
   int n_sets, quiet;
   int64_t steps, ckpt_every, log_every, eval;   /* INT64_MIN: not given */
+  tcli_plot_opts plot;                          /* plot.path NULL: no --plot */
+  const char *plot_option;                      /* a --plot-* option given, for messages */
 } train_opts;
 
 /* Writes the command-line run options into c (the corresponding train.* keys). */
@@ -366,19 +385,80 @@ static void apply_run_options(tch_config *c, const train_opts *o)
     usage_error("--metrics: %s", tch_last_error());
 }
 
+/* A comma-separated list of exactly n finite numbers ("-13,13"). */
+static void parse_doubles(const char *opt, const char *text, int n, double *out)
+{
+  const char *p = text;
+  for (int i = 0; i < n; i++) {
+    char *end;
+    errno = 0;
+    out[i] = strtod(p, &end);
+    if (end == p || errno || !isfinite(out[i]) || (i < n - 1 ? *end != ',' : *end != '\0'))
+      usage_error("%s: '%s' is not %d comma-separated numbers", opt, text, n);
+    p = end + 1;
+  }
+}
+
+/* --plot-range LO,HI (both axes) or XLO,XHI,YLO,YHI. */
+static void parse_plot_range(const char *text, tcli_plot_opts *p)
+{
+  double v[4];
+  int commas = 0;
+  for (const char *c = text; *c; c++) commas += *c == ',';
+  if (commas == 1) {
+    parse_doubles("--plot-range", text, 2, v);
+    v[2] = v[0];
+    v[3] = v[1];
+  } else if (commas == 3) {
+    parse_doubles("--plot-range", text, 4, v);
+  } else {
+    usage_error("--plot-range: '%s' is not LO,HI or XLO,XHI,YLO,YHI", text);
+  }
+  if (!(v[0] < v[1]) || !(v[2] < v[3]))
+    usage_error("--plot-range: '%s' is an empty region (each LO must be below its HI)", text);
+  p->have_range = 1;
+  p->x_min = v[0];
+  p->x_max = v[1];
+  p->y_min = v[2];
+  p->y_max = v[3];
+}
+
+/* --plot-dims I,J: two different coordinates (checked against the env's dimension later). */
+static void parse_plot_dims(const char *text, tcli_plot_opts *p)
+{
+  char *end;
+  errno = 0;
+  unsigned long i = strtoul(text, &end, 10), j = 0;
+  int ok = end != text && *end == ',' && text[0] != '-' && !errno;
+  if (ok) {
+    const char *q = end + 1;
+    j = strtoul(q, &end, 10);
+    ok = end != q && *end == '\0' && q[0] != '-' && !errno && i <= UINT32_MAX && j <= UINT32_MAX;
+  }
+  if (!ok || i == j) usage_error("--plot-dims: '%s' is not two different coordinates I,J", text);
+  p->dim_x = (uint32_t)i;
+  p->dim_y = (uint32_t)j;
+}
+
 static void parse_train(int argc, char **argv, train_opts *o)
 {
   enum { O_SET = 1, O_STEPS, O_RESUME, O_CKPT, O_CKPT_EVERY, O_METRICS, O_LOG_EVERY, O_EVAL,
-         O_QUIET, O_SAVE_POLICY };
+         O_QUIET, O_SAVE_POLICY, O_PLOT, O_PLOT_RANGE, O_PLOT_DIMS, O_PLOT_SAMPLES };
   static const optdef defs[] = {
     { "--set", 1, O_SET }, { "--steps", 1, O_STEPS }, { "--resume", 1, O_RESUME },
     { "--checkpoint", 1, O_CKPT }, { "--checkpoint-every", 1, O_CKPT_EVERY },
     { "--metrics", 1, O_METRICS }, { "--log-every", 1, O_LOG_EVERY }, { "--eval", 1, O_EVAL },
     { "--quiet", 0, O_QUIET }, { "-q", 0, O_QUIET }, { "--save-policy", 1, O_SAVE_POLICY },
+    { "--plot", 1, O_PLOT }, { "--plot-range", 1, O_PLOT_RANGE }, { "--plot-dims", 1, O_PLOT_DIMS },
+    { "--plot-samples", 1, O_PLOT_SAMPLES },
     { NULL, 0, 0 },
   };
   memset(o, 0, sizeof *o);
   o->steps = o->ckpt_every = o->log_every = o->eval = INT64_MIN;
+  o->plot.dim_x = 0;
+  o->plot.dim_y = 1;
+  o->plot.n_samples = 2000;   /* the reference's plot_data_size */
+  o->plot.size = 512;
   o->sets = calloc((size_t)argc + 1, sizeof *o->sets);
   if (!o->sets) usage_error("out of memory");
   argiter it = { argc, argv, 0, 0 };
@@ -401,10 +481,21 @@ static void parse_train(int argc, char **argv, train_opts *o)
     case O_EVAL: o->eval = parse_int("--eval", v, 0, INT64_MAX); break;
     case O_QUIET: o->quiet = 1; break;
     case O_SAVE_POLICY: o->save_policy = v; break;
+    case O_PLOT:
+      if (!*v) usage_error("--plot needs a file name");
+      o->plot.path = v;
+      break;
+    case O_PLOT_RANGE: parse_plot_range(v, &o->plot); o->plot_option = "--plot-range"; break;
+    case O_PLOT_DIMS: parse_plot_dims(v, &o->plot); o->plot_option = "--plot-dims"; break;
+    case O_PLOT_SAMPLES:
+      o->plot.n_samples = (size_t)parse_int("--plot-samples", v, 0, 10000000);
+      o->plot_option = "--plot-samples";
+      break;
     default: break;
     }
   }
   if (!o->config) usage_error("missing CONFIG.yaml (usage: teacher train CONFIG.yaml [options])");
+  if (o->plot_option && !o->plot.path) usage_error("%s needs --plot PATH.png", o->plot_option);
   if (o->resume && o->n_sets)
     usage_error("--set cannot be combined with --resume: a resumed run keeps the configuration "
                 "stored in its checkpoint");
@@ -413,7 +504,45 @@ static void parse_train(int argc, char **argv, train_opts *o)
     usage_error("--metrics %s: unknown format (the name must end in .csv or .jsonl)", o->metrics);
 }
 
-static void print_summary(tch_trainer *tr, int evaluated, uint64_t steps_run, double train_s)
+/* The method of a diffusion trainer, named by the reference's command-line flags
+ * (diffusion/train.py): what teacher.enabled, buffer.enabled and local_search.enabled select. */
+static const char *diffusion_method(const tch_config *c)
+{
+  int teacher = 0, buffer = 0, ls = 0;
+  tch_config_get_bool(c, "teacher.enabled", &teacher);
+  tch_config_get_bool(c, "buffer.enabled", &buffer);
+  tch_config_get_bool(c, "local_search.enabled", &ls);
+  if (teacher) return ls ? "Teacher + MALA local search (--teacher --els)" : "Teacher (--teacher)";
+  if (buffer) return ls ? "TB + PER + MALA local search (--per --ls)" : "TB + PER (--per)";
+  return "TB on-policy";
+}
+
+/* " | NAME value" when the metric is defined (not NaN). */
+static void print_if_defined(const char *name, double v, const char *fmt)
+{
+  if (isnan(v)) return;
+  printf(" | %s ", name);
+  printf(fmt, v);
+}
+
+/* Diffusion trainers: learned log Z, and after the evaluation the importance-weighted log Z
+ * estimate, its error against the known log Z, ELBO, EUBO, ESS and the sample distance. */
+static void print_diffusion_summary(tch_trainer *tr, int evaluated)
+{
+  printf("steps %.0f | reward calls %.0f | loss %.4g | logZ %.4f", tcli_metric(tr, "step"),
+         tcli_metric(tr, "reward_calls"), tcli_metric(tr, "loss.student"),
+         tcli_metric(tr, "logz.student"));
+  if (!evaluated) return;
+  print_if_defined("eval log Z", tcli_metric(tr, "eval.log_z"), "%.4f");
+  print_if_defined("delta log Z", tcli_metric(tr, "eval.delta_log_z"), "%.4f");
+  print_if_defined("ELBO", tcli_metric(tr, "eval.elbo"), "%.4f");
+  print_if_defined("EUBO", tcli_metric(tr, "eval.eubo"), "%.4f");
+  print_if_defined("ESS", 100 * tcli_metric(tr, "eval.ess_fraction"), "%.1f%%");
+  print_if_defined("W2", tcli_metric(tr, "eval.w2"), "%.4f");
+}
+
+/* Hypergrid-like trainers: modes visited and the empirical L1, with the evaluation's. */
+static void print_discrete_summary(tch_trainer *tr, int evaluated)
 {
   double step = tcli_metric(tr, "step"), calls = tcli_metric(tr, "reward_calls");
   double modes = tcli_metric(tr, "modes"), total = tcli_metric(tr, "modes.total");
@@ -423,6 +552,13 @@ static void print_summary(tch_trainer *tr, int evaluated, uint64_t steps_run, do
   if (evaluated)
     printf(" | eval L1 %.4e | eval modes %.0f", tcli_metric(tr, "eval.l1"),
            tcli_metric(tr, "eval.modes"));
+}
+
+static void print_summary(tch_trainer *tr, int diffusion, int evaluated, uint64_t steps_run,
+                          double train_s)
+{
+  if (diffusion) print_diffusion_summary(tr, evaluated);
+  else print_discrete_summary(tr, evaluated);
   if (steps_run && train_s > 0) printf(" | %.1f it/s", (double)steps_run / train_s);
   else printf(" | -- it/s");
   printf(" | %.1f s\n", train_s);
@@ -447,6 +583,36 @@ static int cmd_train(int argc, char **argv)
   if (!o.resume) apply_run_options(cfg, &o);   /* recorded in the checkpoints */
   if ((s = tch_env_create_from_config(cfg, &env))) {
     lib_error(s, "cannot create the env of '%s'", o.config);
+    goto out;
+  }
+  /* Energy envs train diffusion samplers: options that need a discrete policy, or a 2-D
+   * picture of a continuous one, are checked now rather than after a long run. */
+  uint32_t edim = 0;
+  const int diffusion = tch_env_energy_dim(env, &edim) == TCH_OK;
+  const char *env_name = "?";
+  tch_config_get_string(cfg, "env.name", &env_name);
+  if (diffusion && o.save_policy) {
+    message("--save-policy: '%s' is an energy env, whose diffusion sampler has no policy file "
+            "yet; use --checkpoint PATH and 'teacher sample --checkpoint PATH'", env_name);
+    rc = EXIT_USAGE;
+    goto out;
+  }
+  if (o.plot.path && !diffusion) {
+    message("--plot: '%s' is a discrete env; plots are drawn for energy envs (diffusion "
+            "samplers) of dimension >= 2", env_name);
+    rc = EXIT_USAGE;
+    goto out;
+  }
+  if (o.plot.path && edim < 2) {
+    message("--plot: the target of '%s' is %u-dimensional; plots need dimension >= 2", env_name,
+            edim);
+    rc = EXIT_USAGE;
+    goto out;
+  }
+  if (o.plot.path && (o.plot.dim_x >= edim || o.plot.dim_y >= edim)) {
+    message("--plot-dims %u,%u: the target of '%s' has coordinates 0..%u", o.plot.dim_x,
+            o.plot.dim_y, env_name, edim - 1);
+    rc = EXIT_USAGE;
     goto out;
   }
   if (o.resume) {
@@ -485,6 +651,14 @@ static int cmd_train(int argc, char **argv)
     lib_error(s, "cannot read the train.* settings");
     goto out;
   }
+  if (eval < 0) {   /* -1: the env's default, resolved in the trainer's own config */
+    const tch_config *eff;
+    if ((s = tch_trainer_get_config(tr, &eff)) ||
+        (s = tch_config_get_int(eff, "train.eval_samples", &eval))) {
+      lib_error(s, "cannot read train.eval_samples");
+      goto out;
+    }
+  }
   double step0 = tcli_metric(tr, "step");
   r.start = isfinite(step0) && step0 > 0 ? (uint64_t)step0 : 0;
   if (o.steps != INT64_MIN) {
@@ -522,15 +696,26 @@ static int cmd_train(int argc, char **argv)
 
   tcli_progress_mode mode = o.quiet ? TCLI_PROGRESS_QUIET
                             : isatty(STDERR_FILENO) ? TCLI_PROGRESS_BAR : TCLI_PROGRESS_LINES;
-  if (!o.quiet) {
+  if (!o.quiet && diffusion) {
+    const tch_config *eff = run_cfg;
+    int64_t seed = 0, batch = 0;
+    uint32_t T = 0;
+    tch_trainer_get_config(tr, &eff);   /* resolved -1 defaults (batch size) */
+    tch_config_get_int(eff, "seed", &seed);
+    tch_config_get_int(eff, "train.batch_size", &batch);
+    tch_env_diffusion_steps(env, &T, NULL);
+    fprintf(stderr, "teacher: %s dim %u | diffusion sampler, T %u, batch %" PRId64 " | %s | "
+            "steps %llu..%llu | seed %" PRId64 "\n",
+            env_name, edim, T, batch, diffusion_method(eff), (unsigned long long)r.start,
+            (unsigned long long)r.target, seed);
+  } else if (!o.quiet) {
     tch_mixer *mixer = NULL;
     tch_policy *student = NULL;
-    const char *schedule = "?", *kernel = "?", *loss = "?", *env_name = "?";
+    const char *schedule = "?", *kernel = "?", *loss = "?";
     int64_t seed = 0, ndim = 0, horizon = 0;
     if (tch_trainer_get_mixer(tr, &mixer) == TCH_OK) tch_mixer_schedule(mixer, &schedule);
     if (tch_trainer_get_student(tr, &student) == TCH_OK) tch_policy_gemm_kernel(student, &kernel);
     tch_config_get_string(run_cfg, "student.loss", &loss);
-    tch_config_get_string(run_cfg, "env.name", &env_name);
     tch_config_get_int(run_cfg, "seed", &seed);
     tch_config_get_int(run_cfg, "env.hypergrid.ndim", &ndim);
     tch_config_get_int(run_cfg, "env.hypergrid.horizon", &horizon);
@@ -544,6 +729,7 @@ static int cmd_train(int argc, char **argv)
   }
   r.t0 = tcli_now();
   tcli_progress_init(&r.progress, mode, r.start, r.target, r.t0);
+  r.progress.diffusion = diffusion;
   g_progress = &r.progress;
   if (!have_start && r.target > r.start && write_record(&r, tr, 0)) {
     message("%s", r.err);
@@ -602,7 +788,18 @@ static int cmd_train(int argc, char **argv)
       goto out;
     }
   }
-  print_summary(tr, evaluated, now_step - r.start, train_end - r.t0);
+  if (o.plot.path) {
+    char note[512];
+    int64_t seed = 0;
+    tch_config_get_int(run_cfg, "seed", &seed);
+    o.plot.seed = (uint64_t)seed;   /* the run's seed: the same run draws the same picture */
+    if (tcli_plot_diffusion(tr, &o.plot, note, sizeof note, errbuf, sizeof errbuf)) {
+      message("--plot %s: %s", o.plot.path, errbuf);
+      goto out;
+    }
+    if (!o.quiet) message("plot written to %s: %s", o.plot.path, note);
+  }
+  print_summary(tr, diffusion, evaluated, now_step - r.start, train_end - r.t0);
   rc = g_signal ? signal_exit_status() : 0;
 
 out:
@@ -620,16 +817,78 @@ out:
 }
 
 /* ---- teacher sample ---------------------------------------------------------------------- */
+typedef struct sample_out {
+  int jsonl, header;
+} sample_out;
+
+/* Terminal objects of a discrete env: x_0..x_{d-1} and the trajectory's log P_F. */
+static void print_discrete_samples(const sample_out *so, uint64_t n, uint32_t sd,
+                                   const int32_t *states, const double *log_pf)
+{
+  if (so->header && !so->jsonl) {
+    for (uint32_t j = 0; j < sd; j++) printf("x%u,", j);
+    printf("log_pf\n");
+  }
+  for (uint64_t i = 0; i < n; i++) {
+    const int32_t *x = states + i * sd;
+    if (so->jsonl) {
+      fputs("{\"x\":[", stdout);
+      for (uint32_t j = 0; j < sd; j++) printf("%s%" PRId32, j ? "," : "", x[j]);
+      printf("],\"log_pf\":%.17g}\n", log_pf[i]);
+    } else {
+      for (uint32_t j = 0; j < sd; j++) printf("%" PRId32 ",", x[j]);
+      printf("%.17g\n", log_pf[i]);
+    }
+  }
+}
+
+/* Points of a diffusion sampler: x_0..x_{d-1} and the log-weight log R + sum log P_B - sum
+ * log P_F (logmeanexp of them estimates log Z). JSON has no NaN: non-finite values are null. */
+static void print_json_double(double v)
+{
+  if (isfinite(v)) printf("%.17g", v);
+  else fputs("null", stdout);
+}
+
+static void print_continuous_samples(const sample_out *so, uint64_t n, uint32_t dim,
+                                     const double *x, const double *log_w)
+{
+  if (so->header && !so->jsonl) {
+    for (uint32_t j = 0; j < dim; j++) printf("x%u,", j);
+    printf("log_w\n");
+  }
+  for (uint64_t i = 0; i < n; i++) {
+    const double *p = x + i * dim;
+    if (so->jsonl) {
+      fputs("{\"x\":[", stdout);
+      for (uint32_t j = 0; j < dim; j++) {
+        if (j) putchar(',');
+        print_json_double(p[j]);
+      }
+      fputs("],\"log_w\":", stdout);
+      print_json_double(log_w[i]);
+      fputs("}\n", stdout);
+    } else {
+      for (uint32_t j = 0; j < dim; j++) printf("%.17g,", p[j]);
+      printf("%.17g\n", log_w[i]);
+    }
+  }
+}
+
 static int cmd_sample(int argc, char **argv)
 {
-  enum { O_N = 1, O_SEED, O_FORMAT, O_HEADER, O_SET };
+  enum { O_N = 1, O_SEED, O_FORMAT, O_HEADER, O_SET, O_CKPT };
   static const optdef defs[] = {
     { "-n", 1, O_N }, { "--n", 1, O_N }, { "--seed", 1, O_SEED }, { "--format", 1, O_FORMAT },
-    { "--header", 0, O_HEADER }, { "--set", 1, O_SET }, { NULL, 0, 0 },
+    { "--header", 0, O_HEADER }, { "--set", 1, O_SET }, { "--checkpoint", 1, O_CKPT },
+    { NULL, 0, 0 },
   };
-  const char *policy_path = NULL, *config_path = NULL;
+  const char *policy_path = NULL, *config_path = NULL, *ckpt_path = NULL;
+  const char *positional[2] = { NULL, NULL };
+  int n_positional = 0;
   uint64_t n = 10, seed = 0;
-  int jsonl = 0, header = 0, n_sets = 0;
+  sample_out so = { 0, 0 };
+  int n_sets = 0;
   const char **sets = calloc((size_t)argc + 1, sizeof *sets);
   if (!sets) usage_error("out of memory");
   argiter it = { argc, argv, 0, 0 };
@@ -639,71 +898,103 @@ static int cmd_sample(int argc, char **argv)
     switch (id) {
     case OPT_HELP: fputs(usage_sample, stdout); free(sets); return 0;
     case ARG_POSITIONAL:
-      if (!policy_path) policy_path = v;
-      else if (!config_path) config_path = v;
-      else usage_error("unexpected argument '%s'", v);
+      if (n_positional == 2) usage_error("unexpected argument '%s'", v);
+      positional[n_positional++] = v;
       break;
     case O_N: n = parse_u64("-n", v); break;
     case O_SEED: seed = parse_u64("--seed", v); break;
     case O_FORMAT:
-      if (strcmp(v, "csv") == 0) jsonl = 0;
-      else if (strcmp(v, "jsonl") == 0) jsonl = 1;
+      if (strcmp(v, "csv") == 0) so.jsonl = 0;
+      else if (strcmp(v, "jsonl") == 0) so.jsonl = 1;
       else usage_error("--format: '%s' is not csv or jsonl", v);
       break;
-    case O_HEADER: header = 1; break;
+    case O_HEADER: so.header = 1; break;
     case O_SET: sets[n_sets++] = v; break;
+    case O_CKPT: ckpt_path = v; break;
     default: break;
     }
   }
-  if (!policy_path || !config_path)
-    usage_error("usage: teacher sample POLICY.tchp CONFIG.yaml [-n N] [--seed S] [--format csv|jsonl]");
+  if (ckpt_path) {   /* teacher sample --checkpoint CKPT CONFIG */
+    if (n_positional != 1)
+      usage_error("usage: teacher sample --checkpoint CKPT.tchk CONFIG.yaml [-n N] [--seed S] "
+                  "[--format csv|jsonl]");
+    config_path = positional[0];
+  } else {
+    if (n_positional != 2)
+      usage_error("usage: teacher sample POLICY.tchp CONFIG.yaml [-n N] [--seed S] "
+                  "[--format csv|jsonl] (or --checkpoint CKPT.tchk CONFIG.yaml)");
+    policy_path = positional[0];
+    config_path = positional[1];
+  }
   if (n == 0 || n > (uint64_t)1 << 32) usage_error("-n: %llu is not in [1, 2^32]", (unsigned long long)n);
 
   int rc = EXIT_LIB;
   tch_config *cfg = NULL;
   tch_env *env = NULL;
   tch_policy *pol = NULL;
+  tch_trainer *tr = NULL;
   int32_t *states = NULL;
-  double *log_pf = NULL;
-  uint32_t sd = 0;
+  double *log_pf = NULL, *x = NULL;
+  uint32_t sd = 0, edim = 0;
   tch_status s;
   if (load_config(config_path, sets, n_sets, &cfg)) goto out;
   if ((s = tch_env_create_from_config(cfg, &env))) {
     lib_error(s, "cannot create the env of '%s'", config_path);
     goto out;
   }
-  if ((s = tch_policy_load(policy_path, &pol))) {
+  const int diffusion = tch_env_energy_dim(env, &edim) == TCH_OK;
+  if (diffusion && !ckpt_path) {
+    const char *env_name = "?";
+    tch_config_get_string(cfg, "env.name", &env_name);
+    message("'%s' describes an energy env ('%s'): its diffusion sampler has no policy file; "
+            "sample the trainer's checkpoint: teacher sample --checkpoint CKPT.tchk %s",
+            config_path, env_name, config_path);
+    rc = EXIT_USAGE;
+    goto out;
+  }
+  if (ckpt_path) {
+    if ((s = tch_trainer_load(env, ckpt_path, &tr))) {
+      lib_error(s, "cannot load checkpoint '%s'", ckpt_path);
+      goto out;
+    }
+  } else if ((s = tch_policy_load(policy_path, &pol))) {
     lib_error(s, "cannot load policy '%s'", policy_path);
     goto out;
   }
-  if ((s = tch_env_dims(env, &sd, NULL, NULL))) {
-    lib_error(s, "cannot query the env");
-    goto out;
-  }
-  states = malloc((size_t)n * sd * sizeof *states);
-  log_pf = malloc((size_t)n * sizeof *log_pf);
-  if (!states || !log_pf) {
-    message("out of memory for %llu samples", (unsigned long long)n);
-    goto out;
-  }
-  if ((s = tch_policy_sample_discrete(pol, env, seed, (size_t)n, states, log_pf))) {
-    lib_error(s, "sampling from '%s' failed", policy_path);
-    goto out;
-  }
-  if (header && !jsonl) {
-    for (uint32_t j = 0; j < sd; j++) printf("x%u,", j);
-    printf("log_pf\n");
-  }
-  for (uint64_t i = 0; i < n; i++) {
-    const int32_t *x = states + i * sd;
-    if (jsonl) {
-      fputs("{\"x\":[", stdout);
-      for (uint32_t j = 0; j < sd; j++) printf("%s%" PRId32, j ? "," : "", x[j]);
-      printf("],\"log_pf\":%.17g}\n", log_pf[i]);
-    } else {
-      for (uint32_t j = 0; j < sd; j++) printf("%" PRId32 ",", x[j]);
-      printf("%.17g\n", log_pf[i]);
+  const char *source = ckpt_path ? ckpt_path : policy_path;
+
+  if (diffusion) {
+    if ((size_t)n > SIZE_MAX / sizeof *x / edim ||
+        !(x = malloc((size_t)n * edim * sizeof *x)) || !(log_pf = malloc((size_t)n * sizeof *log_pf))) {
+      message("out of memory for %llu samples", (unsigned long long)n);
+      goto out;
     }
+    if ((s = tch_trainer_sample_continuous(tr, seed, (size_t)n, x, log_pf))) {
+      lib_error(s, "sampling from '%s' failed", source);
+      goto out;
+    }
+    print_continuous_samples(&so, n, edim, x, log_pf);
+  } else {
+    if (tr && (s = tch_trainer_get_student(tr, &pol))) {
+      lib_error(s, "cannot read the Student of '%s'", source);
+      goto out;
+    }
+    if (tr) tch_policy_retain(pol);   /* freed below like a loaded one */
+    if ((s = tch_env_dims(env, &sd, NULL, NULL))) {
+      lib_error(s, "cannot query the env");
+      goto out;
+    }
+    states = malloc((size_t)n * sd * sizeof *states);
+    log_pf = malloc((size_t)n * sizeof *log_pf);
+    if (!states || !log_pf) {
+      message("out of memory for %llu samples", (unsigned long long)n);
+      goto out;
+    }
+    if ((s = tch_policy_sample_discrete(pol, env, seed, (size_t)n, states, log_pf))) {
+      lib_error(s, "sampling from '%s' failed", source);
+      goto out;
+    }
+    print_discrete_samples(&so, n, sd, states, log_pf);
   }
   if (fflush(stdout) != 0 || ferror(stdout)) {
     message("cannot write to stdout: %s", strerror(errno));
@@ -713,7 +1004,9 @@ static int cmd_sample(int argc, char **argv)
 out:
   free(states);
   free(log_pf);
+  free(x);
   tch_policy_free(pol);
+  tch_trainer_free(tr);
   tch_env_free(env);
   tch_config_free(cfg);
   free(sets);
@@ -770,10 +1063,25 @@ static int check_config(const tch_config *c, const char *path)
   uint64_t steps = 0;
   tch_mixer *mixer;
   const char *schedule = "?";
+  uint32_t edim = 0, T = 0;
   if ((s = tch_env_create_from_config(c, &env))) {
     lib_error(s, "cannot create the env of %s", name);
   } else if ((s = tch_trainer_create(env, c, &tr))) {
     lib_error(s, "cannot create a trainer for %s", name);
+  } else if (tch_env_energy_dim(env, &edim) == TCH_OK) {
+    /* A diffusion trainer: no mixer, the reference's fixed pattern for the method. */
+    const tch_config *eff = c;
+    int64_t batch = 0;
+    tch_trainer_get_config(tr, &eff);
+    tch_config_get_int(eff, "train.batch_size", &batch);
+    tch_env_diffusion_steps(env, &T, NULL);
+    if ((s = tch_trainer_planned_steps(tr, &steps))) {
+      lib_error(s, "cannot plan a run of %s", name);
+    } else {
+      message("%s: ok: %llu steps, diffusion sampler on a %u-D target, T %u, batch %" PRId64
+              ", %s", name, (unsigned long long)steps, edim, T, batch, diffusion_method(eff));
+      rc = 0;
+    }
   } else if ((s = tch_trainer_planned_steps(tr, &steps)) ||
              (s = tch_trainer_get_mixer(tr, &mixer)) || (s = tch_mixer_schedule(mixer, &schedule))) {
     lib_error(s, "cannot plan a run of %s", name);

@@ -94,6 +94,33 @@ typedef struct tch_discrete_env_desc {
                                         double *out_l1);
  tch_status tch_env_count_modes(const tch_env *e, size_t n, const int32_t *states,
                                        size_t *out);
+typedef int (*tch_log_density_fn)(void *user, size_t n, size_t dim, const double *x,
+                                  double *out_log_p,
+                                  double *out_grad );
+typedef int (*tch_sample_reference_fn)(void *user, uint64_t seed, size_t n, size_t dim,
+                                       double *out_x);
+typedef struct tch_energy_desc {
+  uint32_t struct_size;
+  uint32_t dim;
+  uint32_t flags;
+  tch_log_density_fn log_density;
+  double log_Z;
+  tch_sample_reference_fn sample_reference;
+  void *user;
+  void (*user_free)(void *user);
+} tch_energy_desc;
+ tch_status tch_env_create_energy(const tch_energy_desc *d, const tch_config *c,
+                                         tch_env **out);
+ tch_status tch_env_create_gmm25(const tch_config *c, tch_env **out);
+ tch_status tch_env_create_manywell(const tch_config *c, tch_env **out);
+ tch_status tch_env_create_gmm40(uint32_t dim, const tch_config *c, tch_env **out);
+ tch_status tch_env_create_funnel(uint32_t dim, const tch_config *c, tch_env **out);
+ tch_status tch_env_energy_dim(const tch_env *e, uint32_t *dim);
+ tch_status tch_env_log_density(tch_env *e, size_t n, const double *x,
+                                       double *out_log_p, double *out_grad);
+ tch_status tch_env_log_Z(const tch_env *e, double *out);
+ tch_status tch_env_sample_target(tch_env *e, uint64_t seed, size_t n, double *out_x);
+ tch_status tch_env_diffusion_steps(const tch_env *e, uint32_t *steps, double *t_scale);
 typedef struct tch_policy tch_policy;
  tch_status tch_policy_create(tch_env *env, const tch_config *c, uint64_t seed,
                                      tch_policy **out);
@@ -190,3 +217,6 @@ typedef int (*tch_progress_fn)(void *user, const tch_trainer *t, uint64_t step);
  tch_status tch_trainer_get_mixer(tch_trainer *t, tch_mixer **borrowed);
  tch_status tch_trainer_save(const tch_trainer *t, const char *path);
  tch_status tch_trainer_load(tch_env *env, const char *path, tch_trainer **out);
+ tch_status tch_trainer_sample_continuous(tch_trainer *t, uint64_t seed, size_t n,
+                                                 double *out_x,
+                                                 double *out_log_w );

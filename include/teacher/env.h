@@ -11,7 +11,12 @@
  * library, and returns 0 on success or any non-zero code, which stops the current
  * operation and is reported as TCH_E_CALLBACK (tch_last_callback_code() gives the code;
  * the callback may call tch_set_callback_error() to attach text). Guides: docs/api/env.md,
- * docs/callbacks.md. */
+ * docs/callbacks.md.
+ *
+ * Energy environments (tch_env_create_energy() and the built-ins GMM25, ManyWell, GMM40
+ * and the funnel) are continuous targets for diffusion samplers: an unnormalised log
+ * density on R^dim, with optional gradient, log Z and exact sampler. The discrete queries
+ * (tch_env_dims(), tch_env_log_reward(), the exact-target functions) do not apply to them. */
 #ifndef TEACHER_ENV_H
 #define TEACHER_ENV_H
 #include <stddef.h>
@@ -19,6 +24,9 @@
 #include <string.h>
 #include "teacher/status.h"
 #include "teacher/config.h"
+#ifndef TCH_NO_INLINE_HELPERS
+#include <math.h>   /* NAN, for tch_energy_desc_init() */
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -97,11 +105,13 @@ TCH_API tch_env *tch_env_retain(tch_env *e);   /* returns e; NULL-tolerant */
 TCH_API void tch_env_free(tch_env *e);         /* drops a reference; NULL is a no-op */
 
 /** Shape: any out pointer may be NULL. Trajectories have at most max_len + 1 states
- * (s_0..x) and max_len + 1 actions (the last one EXIT). */
+ * (s_0..x) and max_len + 1 actions (the last one EXIT). TCH_E_ARG for an energy env
+ * (see tch_env_energy_dim()). */
 TCH_API tch_status tch_env_dims(const tch_env *e, uint32_t *state_dim, uint32_t *n_actions,
                                 uint32_t *max_len);
 
-/** Calls the env's (checked) reward: NaN/Inf -> TCH_E_NUMERIC. */
+/** Calls the env's (checked) reward: NaN/Inf -> TCH_E_NUMERIC. TCH_E_ARG for an energy env
+ * (see tch_env_log_density()). */
 TCH_API tch_status tch_env_log_reward(tch_env *e, size_t n, const int32_t *states,
                                       double *out_log_r);
 
@@ -121,6 +131,94 @@ TCH_API tch_status tch_env_empirical_l1(const tch_env *e, size_t n, const int32_
 /** Number of distinct modes among n terminal samples. */
 TCH_API tch_status tch_env_count_modes(const tch_env *e, size_t n, const int32_t *states,
                                        size_t *out);
+
+/* ---- energy environments (continuous targets for diffusion samplers) ------------------ */
+
+/** Log-density callback of a continuous target: for the n points x (n x dim, row-major)
+ * writes the unnormalised log density log p(x_i) (= -energy) into out_log_p[i] and, when
+ * out_grad is not NULL, its gradient d log p / dx into out_grad (n x dim). The library
+ * passes out_grad only to envs that declare TCH_ENERGY_HAS_GRAD and only when a feature
+ * needs it. Every value written must be finite (NaN/Inf is TCH_E_NUMERIC). Returns 0, or
+ * any non-zero code (TCH_E_CALLBACK). */
+typedef int (*tch_log_density_fn)(void *user, size_t n, size_t dim, const double *x,
+                                  double *out_log_p,
+                                  double *out_grad /* n x dim, NULL unless needed */);
+/** Exact-sample callback (optional): writes n independent samples of the normalised
+ * target into out_x (n x dim), reproducibly for a given seed. Used for metrics that need
+ * ground-truth samples (EUBO, Wasserstein distances). Returns 0 or a non-zero code. */
+typedef int (*tch_sample_reference_fn)(void *user, uint64_t seed, size_t n, size_t dim,
+                                       double *out_x);
+
+/** Energy descriptor flag: log_density can write gradients (out_grad). */
+#define TCH_ENERGY_HAS_GRAD 0x1u
+
+/** Describes a continuous target (tch_env_create_energy()). Initialise with
+ * tch_energy_desc_init(); fields are only ever appended. */
+typedef struct tch_energy_desc {
+  uint32_t struct_size;                     /**< = sizeof(tch_energy_desc); set by _init() */
+  uint32_t dim;                             /**< dimension of x (>= 1) */
+  uint32_t flags;                           /**< TCH_ENERGY_* */
+  tch_log_density_fn log_density;           /**< unnormalised log density; required */
+  double log_Z;                             /**< log of the normalising constant; NAN if
+                                                 unknown (evaluation only) */
+  tch_sample_reference_fn sample_reference; /**< exact samples of the target; may be NULL */
+  void *user;                               /**< passed first to every callback */
+  void (*user_free)(void *user);            /**< called once when the env is destroyed;
+                                                 may be NULL */
+} tch_energy_desc;
+
+#ifndef TCH_NO_INLINE_HELPERS
+/** Zeroes a descriptor, sets struct_size = sizeof *d and log_Z = NAN (unknown); an inline
+ * helper (hosts without a C compiler set both themselves). */
+static inline void tch_energy_desc_init(tch_energy_desc *d)
+{ memset(d, 0, sizeof *d); d->struct_size = (uint32_t)sizeof *d; d->log_Z = NAN; }
+#endif
+
+/** Creates an energy env (the target of a diffusion sampler) from a host descriptor; the
+ * descriptor is copied. The forward SDE's discretisation is read from c (NULL: defaults):
+ * env.diffusion.steps and env.diffusion.t_scale. On failure *out = NULL and user_free is
+ * NOT called (the caller still owns user). Errors: TCH_E_ARG (NULL arguments, struct_size
+ * too small, dim 0, log_density NULL, unknown flags, infinite log_Z), TCH_E_NOMEM. */
+TCH_API tch_status tch_env_create_energy(const tch_energy_desc *d, const tch_config *c,
+                                         tch_env **out);
+/** Built-in 25-component Gaussian mixture in 2-D ("25GMM" of the reference): equal
+ * weights, means {-10,-5,0,5,10}^2, covariance 0.3 I; normalised (log Z = 0); gradient and
+ * exact sampler. c (may be NULL) gives env.diffusion.*. */
+TCH_API tch_status tch_env_create_gmm25(const tch_config *c, tch_env **out);
+/** Built-in ManyWell in 32-D: 16 independent pairs with log p = sum_k (-x_{2k}^4 +
+ * 6 x_{2k}^2 + 0.5 x_{2k} - 0.5 x_{2k+1}^2); log Z = 16 (log 11784.50927 + log(2 pi)/2) =
+ * 164.69567532; gradient and exact sampler. c (may be NULL) gives env.diffusion.*. */
+TCH_API tch_status tch_env_create_manywell(const tch_config *c, tch_env **out);
+/** Built-in 40-component Gaussian mixture of Reinforced SMC ("GMM40"): equal weights,
+ * covariance I, log Z = 0; gradient and exact sampler. dim 2 uses the reference's 40 means
+ * (in [-40, 40]^2); any other dim (1..100000; the paper uses 5 and 50) uses fixed means
+ * drawn uniformly in [-40, 40)^dim from a seed-independent Philox stream (see
+ * docs/api/env.md). c (may be NULL) gives env.diffusion.*. TCH_E_ARG for dim 0 or too
+ * large. */
+TCH_API tch_status tch_env_create_gmm40(uint32_t dim, const tch_config *c, tch_env **out);
+/** Built-in funnel of Reinforced SMC: x_1 ~ N(0, 3^2), x_i ~ N(0, e^{x_1}) for i >= 2;
+ * log Z = 0; gradient and exact (unclipped) sampler. dim 2..100000 (the paper uses 10).
+ * c (may be NULL) gives env.diffusion.*. */
+TCH_API tch_status tch_env_create_funnel(uint32_t dim, const tch_config *c, tch_env **out);
+
+/** Dimension of an energy env's points. TCH_E_ARG for a discrete env. */
+TCH_API tch_status tch_env_energy_dim(const tch_env *e, uint32_t *dim);
+/** Evaluates the target's (checked) log density at n points x (n x dim) into out_log_p,
+ * and its gradient into out_grad (n x dim) unless out_grad is NULL. Errors: TCH_E_ARG
+ * (NULL pointers, a discrete env), TCH_E_STATE (a gradient from an env without
+ * TCH_ENERGY_HAS_GRAD), TCH_E_CALLBACK, TCH_E_NUMERIC (a NaN/Inf value; the message names
+ * the row). */
+TCH_API tch_status tch_env_log_density(tch_env *e, size_t n, const double *x,
+                                       double *out_log_p, double *out_grad);
+/** The target's log normalising constant. TCH_E_STATE if it is unknown (NAN). */
+TCH_API tch_status tch_env_log_Z(const tch_env *e, double *out);
+/** n exact samples of the normalised target (n x dim), reproducible for a given seed.
+ * TCH_E_STATE if the env has no exact sampler; TCH_E_CALLBACK, TCH_E_NUMERIC for a host
+ * sampler that fails or writes NaN/Inf. */
+TCH_API tch_status tch_env_sample_target(tch_env *e, uint64_t seed, size_t n, double *out_x);
+/** The discretisation of the diffusion sampler's forward SDE on this env: steps T (time
+ * step 1/T) and the variance scale t_scale of its Brownian noise. Either out may be NULL. */
+TCH_API tch_status tch_env_diffusion_steps(const tch_env *e, uint32_t *steps, double *t_scale);
 
 #ifdef __cplusplus
 }

@@ -51,8 +51,7 @@ tch_status tch_trainer_metric(const tch_trainer *t, const char *name, double *ou
 
 const char *tch_trainer_next_metric(const tch_trainer *t, const char *prev)
 {
-  (void)t;
-  return tchi_trainer_next_metric(prev);
+  return tchi_trainer_next_metric(t, prev);
 }
 
 tch_status tch_trainer_get_student(tch_trainer *t, tch_policy **borrowed)
@@ -60,6 +59,9 @@ tch_status tch_trainer_get_student(tch_trainer *t, tch_policy **borrowed)
   CHECK_ARG(borrowed, "out is NULL");
   *borrowed = NULL;
   CHECK_ARG(t, "trainer is NULL");
+  if (t->kind == TCHI_TRAINER_DIFFUSION)
+    return tchi_fail(TCH_E_STATE, "this trainer trains a diffusion sampler (energy env), which "
+                     "is not a tch_policy; use tch_trainer_sample_continuous()");
   *borrowed = t->student.policy;
   return TCH_OK;
 }
@@ -87,6 +89,9 @@ tch_status tch_trainer_get_teacher(tch_trainer *t, tch_policy **borrowed)
   CHECK_ARG(borrowed, "out is NULL");
   *borrowed = NULL;
   CHECK_ARG(t, "trainer is NULL");
+  if (t->kind == TCHI_TRAINER_DIFFUSION)
+    return tchi_fail(TCH_E_STATE, "this trainer's Teacher is a diffusion sampler (energy env), "
+                     "which is not a tch_policy");
   if (!t->teacher.policy) return tchi_fail(TCH_E_STATE, "this trainer has no Teacher (teacher.enabled is false)");
   *borrowed = t->teacher.policy;
   return TCH_OK;
@@ -107,6 +112,9 @@ tch_status tch_trainer_get_mixer(tch_trainer *t, tch_mixer **borrowed)
   CHECK_ARG(borrowed, "out is NULL");
   *borrowed = NULL;
   CHECK_ARG(t, "trainer is NULL");
+  if (!t->mixer)
+    return tchi_fail(TCH_E_STATE, "this trainer has no behaviour mixer (a diffusion trainer "
+                     "follows the reference's fixed iteration patterns)");
   *borrowed = t->mixer;
   return TCH_OK;
 }
@@ -128,6 +136,20 @@ tch_status tch_trainer_load(tch_env *env, const char *path, tch_trainer **out)
   CHECK_ARG(out, "out is NULL");
   *out = NULL;
   CHECK_ARG(env && path, "env and path are required");
-  CHECK_ARG(env->kind == TCHI_ENV_DISCRETE, "env is not discrete");
   return tchi_trainer_load(env, path, out);
+}
+
+tch_status tch_trainer_sample_continuous(tch_trainer *t, uint64_t seed, size_t n, double *out_x,
+                                         double *out_log_w)
+{
+  CHECK_ARG(t, "trainer is NULL");
+  if (t->kind != TCHI_TRAINER_DIFFUSION)
+    return tchi_fail(TCH_E_STATE, "tch_trainer_sample_continuous needs a diffusion trainer (an "
+                     "energy env); sample a discrete trainer's Student with tch_policy_sample_discrete");
+  CHECK_ARG(out_x || n == 0, "out_x is NULL");
+  if (n == 0) return TCH_OK;
+  int ovf = 0;
+  (void)tchi_mul_size(tchi_mul_size(n, t->diff->dim, &ovf), sizeof(double), &ovf);
+  CHECK_ARG(!ovf, "%zu samples are too many", n);
+  return tchi_dtrainer_sample(t, seed, n, out_x, out_log_w);
 }

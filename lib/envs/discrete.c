@@ -19,6 +19,7 @@
 static void env_destroy(tch_env *e)
 {
   if (e->d.user_free) e->d.user_free(e->d.user);
+  if (e->en.user_free) e->en.user_free(e->en.user);   /* energy envs (energy.c) */
   if (e->builtin_free) e->builtin_free(e->builtin);
   tchi_exact_target_free(e->exact);
   tchi_free(e->s0);
@@ -156,6 +157,9 @@ static tch_status callback_failed(const tch_env *e, int rc, const char *what)
 tch_status tch_env_dims(const tch_env *e, uint32_t *state_dim, uint32_t *n_actions, uint32_t *max_len)
 {
   if (!e) return tchi_fail(TCH_E_ARG, "tch_env_dims: env is NULL");
+  if (e->kind != TCHI_ENV_DISCRETE)
+    return tchi_fail(TCH_E_ARG, "tch_env_dims: env is an energy env, not discrete "
+                     "(use tch_env_energy_dim)");
   if (state_dim) *state_dim = e->d.state_dim;
   if (n_actions) *n_actions = e->d.n_actions;
   if (max_len) *max_len = e->d.max_len;
@@ -274,6 +278,9 @@ tch_status tchi_env_log_reward(tch_env *e, size_t n, const int32_t *s, double cl
 tch_status tch_env_log_reward(tch_env *e, size_t n, const int32_t *states, double *out_log_r)
 {
   if (!e) return tchi_fail(TCH_E_ARG, "tch_env_log_reward: env is NULL");
+  if (e->kind != TCHI_ENV_DISCRETE)
+    return tchi_fail(TCH_E_ARG, "tch_env_log_reward: env is an energy env, not discrete "
+                     "(use tch_env_log_density)");
   if (n > 0 && (!states || !out_log_r))
     return tchi_fail(TCH_E_ARG, "tch_env_log_reward: %s is NULL", states ? "out_log_r" : "states");
   return tchi_env_log_reward(e, n, states, -INFINITY, out_log_r);

@@ -1,7 +1,9 @@
 /* Environments, internal view. A tch_env wraps either host callbacks (discrete.c) or a
  * built-in environment that implements the same callbacks in C (builtin/hypergrid.c), plus
- * optional exact-target extras (enumeration of the terminal set, modes). The adaptor
- * checks everything the host returns before the library uses it. */
+ * optional exact-target extras (enumeration of the terminal set, modes). An energy env
+ * (energy.c; built-ins builtin/gmm25.c, builtin/manywell.c) wraps a continuous target's
+ * log density instead. The adaptor checks everything the host returns before the library
+ * uses it. */
 #ifndef TCHI_ENV_H
 #define TCHI_ENV_H
 #include "core/core.h"
@@ -21,6 +23,11 @@ typedef struct tchi_exact_target {
   int64_t (*index_of)(const struct tch_env *e, const int32_t *state);
 } tchi_exact_target;
 
+/* Exact sampler of a built-in energy env: n samples (n x dim) from Philox streams keyed by
+ * seed. Cannot fail except on bad arguments (checked by the caller). */
+typedef tch_status (*tchi_energy_sampler)(const struct tch_env *e, uint64_t seed, size_t n,
+                                          double *out_x);
+
 struct tch_env {
   tchi_ref ref;
   tchi_env_kind kind;
@@ -39,6 +46,13 @@ struct tch_env {
   /* Scratch for mask checks (grown on demand). */
   uint8_t *scratch_mask;
   size_t scratch_cap;
+  /* Energy envs (kind == TCHI_ENV_ENERGY, energy.c): a copy of the descriptor, the
+   * forward SDE's discretisation (env.diffusion.*), and a built-in's exact sampler (used
+   * instead of en.sample_reference; NULL for host envs). */
+  tch_energy_desc en;
+  uint32_t diffusion_steps;
+  double t_scale;
+  tchi_energy_sampler builtin_sample;
 };
 
 /* Checked wrappers around the callbacks. Masks: every row must allow at least one forward
@@ -59,6 +73,40 @@ int tchi_env_is_s0(const tch_env *e, const int32_t *state);
 
 /* Generic constructor used by tch_env_create_discrete and the built-ins. */
 tch_status tchi_env_create_discrete(const tch_discrete_env_desc *d, tch_env **out);
+
+/* Energy envs (energy.c). The generic constructor used by tch_env_create_energy and the
+ * built-ins (c may be NULL: defaults). */
+tch_status tchi_env_create_energy(const tch_energy_desc *d, const tch_config *c, tch_env **out);
+/* Checked log density: n points x (n x dim) -> out_log_p (n) and, unless out_grad is NULL,
+ * the gradient (n x dim). TCH_E_ARG for a discrete env or NULL pointers, TCH_E_STATE for a
+ * gradient from an env without TCH_ENERGY_HAS_GRAD, TCH_E_CALLBACK (code recorded for
+ * tch_last_callback_code()), TCH_E_NUMERIC for NaN/Inf (the message names row/column). */
+tch_status tchi_env_log_density(tch_env *e, size_t n, const double *x, double *out_log_p,
+                                double *out_grad);
+/* 1 if e is an energy env whose log density provides gradients. */
+int tchi_env_has_grad(const tch_env *e);
+/* Built-in energies (builtin/gmm25.c, builtin/manywell.c): the C log densities, exposed
+ * for tests and benchmarks (the tch_log_density_fn contract; user is unused). */
+int tchi_gmm25_log_density(void *user, size_t n, size_t dim, const double *x, double *out_log_p,
+                           double *out_grad);
+int tchi_manywell_log_density(void *user, size_t n, size_t dim, const double *x,
+                              double *out_log_p, double *out_grad);
+/* Reinforced SMC's built-ins (builtin/gmm40.c, builtin/funnel.c). The GMM40 density's user
+ * is the env's builtin data (e->en.user); the funnel's is unused. */
+int tchi_gmm40_log_density(void *user, size_t n, size_t dim, const double *x, double *out_log_p,
+                           double *out_grad);
+int tchi_funnel_log_density(void *user, size_t n, size_t dim, const double *x, double *out_log_p,
+                            double *out_grad);
+/* The component means (40 x dim, component-major) of a GMM40 env; NULL for any other env. */
+const double *tchi_gmm40_means(const tch_env *e, uint32_t *n_components);
+/* Mode coverage on a GMM40 env: counts[c] (40 entries) = samples whose nearest mean (the
+ * most likely component: equal weights and scales; first on ties) is c, and *out_covered
+ * (may be NULL) = components with a count > 0. TCH_E_ARG for another env or NULL. */
+tch_status tchi_gmm40_mode_counts(const tch_env *e, size_t n, const double *x, size_t *counts,
+                                  size_t *out_covered);
+/* Entropic mode coverage (EMC, spec §10): the entropy of counts / total divided by log k;
+ * 1 = every mode equally visited. NaN when k < 2 or there are no samples. */
+double tchi_mode_entropy(size_t k, const size_t *counts);
 
 /* Exact targets (exact.c). Builds a target from n enumerated terminal states (n x
  * state_dim) and their log-rewards: p = softmax(log_r) in double, modes = log_r >= max -

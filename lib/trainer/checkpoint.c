@@ -10,7 +10,11 @@
  *   STUD  Student policy + Adam state        TEAC  Teacher policy + Adam state
  *   BUFF  replay buffer                      VIST  exact-target visit statistics
  *   GAFN  RND target and predictor weights (their Adam state is in STUD)
- * Random numbers need no section: every stream is keyed by (seed, purpose, step). */
+ * Diffusion trainers (energy envs) write CONF, STAT and BUFF as above, and
+ *   DSTU  Student diffusion network + Adam state    DTEA  Teacher network + Adam state
+ *   DIFF  threshold, skip counters, last metrics, evaluation results
+ * Random numbers need no section: every stream is keyed by (seed, purpose, step); nor does
+ * the learning-rate schedule, a function of the step. */
 #include <math.h>
 #include <string.h>
 #include "trainer.h"
@@ -28,6 +32,9 @@
 #define TAG_BUFF TAG('B', 'U', 'F', 'F')
 #define TAG_VIST TAG('V', 'I', 'S', 'T')
 #define TAG_GAFN TAG('G', 'A', 'F', 'N')
+#define TAG_DSTU TAG('D', 'S', 'T', 'U')
+#define TAG_DTEA TAG('D', 'T', 'E', 'A')
+#define TAG_DIFF TAG('D', 'I', 'F', 'F')
 
 /* ---- writing ---------------------------------------------------------------------------- */
 static size_t section_begin(tchi_writer *w, uint32_t tag)
@@ -66,6 +73,39 @@ static void write_learner(tchi_writer *w, uint32_t tag, const tchi_learner *l)
   section_end(w, at);
 }
 
+static void write_dlearner(tchi_writer *w, uint32_t tag, const tchi_dlearner *l)
+{
+  size_t at = section_begin(w, tag);
+  tchi_dnet_write(l->net, w);
+  write_adam(w, &l->opt);
+  tchi_put_f64(w, l->last_loss);
+  tchi_put_f64(w, l->last_grad_norm);
+  section_end(w, at);
+}
+
+#define DEVAL_N (sizeof(tchi_deval) / sizeof(double))
+
+static void write_diffusion(tchi_writer *w, const tch_trainer *t)
+{
+  const tchi_dtrainer *d = t->diff;
+  write_dlearner(w, TAG_DSTU, &d->student);
+  if (d->teacher.net) write_dlearner(w, TAG_DTEA, &d->teacher);
+  size_t at = section_begin(w, TAG_DIFF);
+  tchi_put_u32(w, (uint32_t)d->threshold_set);
+  tchi_put_f64(w, d->threshold);
+  tchi_put_u64(w, d->skipped_teacher_batch);
+  tchi_put_u64(w, d->skipped_teacher_update);
+  tchi_put_u64(w, d->skipped_student);
+  tchi_put_f64(w, d->last_kept);
+  tchi_put_f64(w, d->last_teacher_added);
+  tchi_put_f64(w, d->last_ls_added);
+  tchi_put_f64(w, d->last_ls_accept);
+  const double *ev = (const double *)&d->ev;
+  tchi_put_u64(w, DEVAL_N);
+  for (size_t i = 0; i < DEVAL_N; i++) tchi_put_f64(w, ev[i]);
+  section_end(w, at);
+}
+
 tch_status tchi_trainer_save(const tch_trainer *t, const char *path)
 {
   char *yaml = NULL;
@@ -92,7 +132,8 @@ tch_status tchi_trainer_save(const tch_trainer *t, const char *path)
   tchi_put_f64(&w, t->eval_modes);
   section_end(&w, at);
 
-  write_learner(&w, TAG_STUD, &t->student);
+  if (t->kind == TCHI_TRAINER_DIFFUSION) write_diffusion(&w, t);
+  else write_learner(&w, TAG_STUD, &t->student);
   if (t->teacher.policy) write_learner(&w, TAG_TEAC, &t->teacher);
   if (t->gafn) {
     at = section_begin(&w, TAG_GAFN);
@@ -174,6 +215,54 @@ static tch_status read_learner(tchi_reader *r, tchi_learner *l)
   return TCH_OK;
 }
 
+static tch_status read_dlearner(tchi_reader *r, tchi_dlearner *l)
+{
+  tchi_dnet *p;
+  tch_status s = tchi_dnet_read(r, &p);
+  if (s) return s;
+  tchi_dnet *q = l->net;
+  if (p->spec.dim != q->spec.dim || p->spec.T != q->spec.T) {
+    tch_status e = tchi_fail(TCH_E_ARG, "'%s' was saved for an energy env of dimension %u with "
+                             "%u steps; the env given has %u and %u", r->path, p->spec.dim,
+                             p->spec.T, q->spec.dim, q->spec.T);
+    tchi_dnet_free(p);
+    return e;
+  }
+  if (p->n_params != q->n_params || p->spec.pis != q->spec.pis || p->spec.langevin != q->spec.langevin ||
+      p->spec.learned_variance != q->spec.learned_variance || p->spec.t_scale != q->spec.t_scale) {
+    tchi_dnet_free(p);
+    return malformed(r, "diffusion network does not match its config or the env");
+  }
+  /* Copy into the existing net: the optimiser's parameter groups point at it. */
+  memcpy(q->params, p->params, q->n_params * sizeof(float));
+  q->log_z = p->log_z;
+  tchi_dnet_free(p);
+  if ((s = read_adam(r, &l->opt))) return s;
+  if ((s = tchi_get_f64(r, &l->last_loss)) || (s = tchi_get_f64(r, &l->last_grad_norm))) return s;
+  return TCH_OK;
+}
+
+static tch_status read_diff(tchi_reader *r, tchi_dtrainer *d)
+{
+  uint32_t set;
+  uint64_t n_ev;
+  tch_status s;
+  if ((s = tchi_get_u32(r, &set)) || (s = tchi_get_f64(r, &d->threshold)) ||
+      (s = tchi_get_u64(r, &d->skipped_teacher_batch)) ||
+      (s = tchi_get_u64(r, &d->skipped_teacher_update)) ||
+      (s = tchi_get_u64(r, &d->skipped_student)) || (s = tchi_get_f64(r, &d->last_kept)) ||
+      (s = tchi_get_f64(r, &d->last_teacher_added)) || (s = tchi_get_f64(r, &d->last_ls_added)) ||
+      (s = tchi_get_f64(r, &d->last_ls_accept)) || (s = tchi_get_u64(r, &n_ev)))
+    return s;
+  if (set > 1 || (set && isnan(d->threshold))) return malformed(r, "threshold");
+  if (n_ev != DEVAL_N) return malformed(r, "evaluation results");
+  double *ev = (double *)&d->ev;
+  for (size_t i = 0; i < DEVAL_N; i++)
+    if ((s = tchi_get_f64(r, &ev[i]))) return s;
+  d->threshold_set = (int)set;
+  return TCH_OK;
+}
+
 static tch_status read_visits(tchi_reader *r, tch_trainer *t)
 {
   tchi_visits *v = &t->visits;
@@ -230,6 +319,7 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
     goto done;
   }
   int seen_stat = 0, seen_stud = 0, seen_teac = 0, seen_buff = 0, seen_vist = 0, seen_gafn = 0;
+  int seen_dstu = 0, seen_dtea = 0, seen_diff = 0;
   while (r.pos < r.len) {
     uint32_t tag;
     uint64_t len;
@@ -248,9 +338,29 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
       }
       if ((s = tchi_trainer_create(env, cfg, &t))) goto done;
     } else if (tag == TAG_STAT || tag == TAG_STUD || tag == TAG_TEAC || tag == TAG_BUFF ||
-               tag == TAG_VIST || tag == TAG_GAFN) {
+               tag == TAG_VIST || tag == TAG_GAFN || tag == TAG_DSTU || tag == TAG_DTEA ||
+               tag == TAG_DIFF) {
       if (!t) { s = malformed(&r, "state before the config section"); goto done; }
-      if (tag == TAG_STAT) {
+      const int diffusion_tag = tag == TAG_DSTU || tag == TAG_DTEA || tag == TAG_DIFF;
+      const int discrete_tag = tag == TAG_STUD || tag == TAG_TEAC || tag == TAG_VIST || tag == TAG_GAFN;
+      if ((t->kind == TCHI_TRAINER_DIFFUSION && discrete_tag) ||
+          (t->kind == TCHI_TRAINER_DISCRETE && diffusion_tag)) {
+        s = tchi_fail(TCH_E_ARG, "'%s' was saved by a %s trainer; the env given is %s", path,
+                      diffusion_tag ? "diffusion" : "discrete",
+                      diffusion_tag ? "discrete" : "an energy env");
+        goto done;
+      }
+      if (tag == TAG_DSTU) {
+        if ((s = read_dlearner(&r, &t->diff->student))) goto done;
+        seen_dstu = 1;
+      } else if (tag == TAG_DTEA) {
+        if (!t->diff->teacher.net) { s = malformed(&r, "Teacher state but teacher.enabled is false"); goto done; }
+        if ((s = read_dlearner(&r, &t->diff->teacher))) goto done;
+        seen_dtea = 1;
+      } else if (tag == TAG_DIFF) {
+        if ((s = read_diff(&r, t->diff))) goto done;
+        seen_diff = 1;
+      } else if (tag == TAG_STAT) {
         uint32_t src;
         if ((s = tchi_get_u64(&r, &t->step)) || (s = tchi_get_u64(&r, &t->reward_calls)) ||
             (s = tchi_get_u64(&r, &t->grad_steps)) || (s = tchi_get_u32(&r, &src)) ||
@@ -278,6 +388,11 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
         if (!t->buffer) { s = malformed(&r, "buffer state but buffer.enabled is false"); goto done; }
         tch_buffer *b;
         if ((s = tchi_buffer_read(&r, &b))) goto done;
+        if (b->record_dim != t->buffer->record_dim) {
+          tch_buffer_free(b);
+          s = malformed(&r, "replay buffer records do not match the env");
+          goto done;
+        }
         tch_buffer_free(t->buffer);
         t->buffer = b;
         seen_buff = 1;
@@ -289,8 +404,13 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
     }
     r.pos = end;   /* unknown sections are skipped */
   }
-  if (!t || !seen_stat || !seen_stud || (t->teacher.policy && !seen_teac) ||
-      (t->buffer && !seen_buff) || (t->env->exact && !seen_vist) || (t->gafn && !seen_gafn)) {
+  int complete = t && seen_stat && (!t->buffer || seen_buff);
+  if (complete && t->kind == TCHI_TRAINER_DIFFUSION)
+    complete = seen_dstu && seen_diff && (!t->diff->teacher.net || seen_dtea);
+  else if (complete)
+    complete = seen_stud && (!t->teacher.policy || seen_teac) && (!t->env->exact || seen_vist) &&
+               (!t->gafn || seen_gafn);
+  if (!complete) {
     s = malformed(&r, "a required section is missing");
     goto done;
   }

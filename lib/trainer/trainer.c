@@ -114,6 +114,14 @@ static tch_status learner_init(tchi_learner *l, const tchi_policy_spec *spec, ui
 void tchi_trainer_release(tch_trainer *t)
 {
   if (!t || !tchi_ref_dec(&t->ref)) return;
+  if (t->kind == TCHI_TRAINER_DIFFUSION) {
+    tchi_dtrainer_destroy(t);
+    tch_buffer_free(t->buffer);
+    tch_config_free(t->cfg);
+    tch_env_free(t->env);
+    tchi_free(t);
+    return;
+  }
   learner_destroy(&t->student);
   learner_destroy(&t->teacher);
   if (t->gafn) tchi_rnd_destroy(&t->rnd);
@@ -139,9 +147,50 @@ static tch_priority priority_of(const char *name)
   return TCH_PRIORITY_NONE;
 }
 
+/* ---- defaults that differ between the domains -------------------------------------------- */
+typedef struct domain_default {
+  const char *key;
+  int is_int;
+  double grid, energy;     /* energy < 0: computed below */
+} domain_default;
+
+static const domain_default domain_defaults[] = {
+  { "train.batch_size", 1, 16, 500 },              /* grid/trainer.py, diffusion/train.py */
+  { "train.eval_samples", 1, 100000, 2000 },       /* exact-target L1 window; eval_step */
+  { "student.weight_decay", 0, 0.0, 1e-7 },        /* diffusion --weight_decay */
+  { "student.grad_clip", 0, 1.0, 0.0 },            /* the diffusion Student is not clipped */
+  { "teacher.lr", 0, 1e-3, -1.0 },                 /* diffusion: 5 x lr_policy */
+  { "teacher.grad_clip", 0, 1.0, 0.1 },            /* diffusion: on param_groups[0] */
+};
+
+tch_status tchi_trainer_resolve_defaults(const tch_env *env, tch_config *c)
+{
+  const int energy = env->kind == TCHI_ENV_ENERGY;
+  for (size_t i = 0; i < sizeof domain_defaults / sizeof domain_defaults[0]; i++) {
+    const domain_default *d = &domain_defaults[i];
+    double v = tchi_cfg_double(c, d->key);
+    if (v != -1.0) {
+      if (d->is_int && v == 0.0 && strcmp(d->key, "train.batch_size") == 0)
+        return tchi_fail(TCH_E_CONFIG, "key 'train.batch_size': 0 is invalid (>= 1, or -1 for "
+                         "the env's default)");
+      if (v < 0.0)
+        return tchi_fail(TCH_E_CONFIG, "key '%s': %g is invalid (>= 0, or -1 for the env's "
+                         "default)", d->key, v);
+      continue;
+    }
+    double r = energy ? d->energy : d->grid;
+    if (energy && r < 0.0) r = 5.0 * tchi_cfg_double(c, "student.lr");
+    tch_status s = d->is_int ? tch_config_set_int(c, d->key, (int64_t)r)
+                             : tch_config_set_double(c, d->key, r);
+    if (s) return s;
+  }
+  return TCH_OK;
+}
+
 tch_status tchi_trainer_create(tch_env *env, const tch_config *c, tch_trainer **out)
 {
   *out = NULL;
+  if (env->kind == TCHI_ENV_ENERGY) return tchi_dtrainer_create(env, c, out);
   if (env->kind != TCHI_ENV_DISCRETE)
     return tchi_fail(TCH_E_ARG, "this trainer needs a discrete env");
   tch_trainer *t = tchi_calloc(1, sizeof *t);
@@ -154,6 +203,7 @@ tch_status tchi_trainer_create(tch_env *env, const tch_config *c, tch_trainer **
   t->last_source = -1;
   tch_status s = c ? tch_config_clone(c, &t->cfg) : tch_config_create(&t->cfg);
   if (s) goto fail;
+  if ((s = tchi_trainer_resolve_defaults(env, t->cfg))) goto fail;
 
   const tch_config *cf = t->cfg;
   t->loss_kind = strcmp(tchi_cfg_string(cf, "student.loss"), "db") == 0 ? TCHI_LOSS_DB : TCHI_LOSS_TB;
@@ -307,6 +357,7 @@ fail:
 
 tch_status tchi_trainer_planned_steps(const tch_trainer *t, uint64_t *out)
 {
+  if (t->kind == TCHI_TRAINER_DIFFUSION) return tchi_dtrainer_planned_steps(t, out);
   int64_t steps = tchi_cfg_int(t->cfg, "train.steps");
   if (steps >= 0) {
     *out = (uint64_t)steps;
@@ -548,7 +599,7 @@ static tch_status one_step(tch_trainer *t)
 tch_status tchi_trainer_step(tch_trainer *t, uint64_t n_steps)
 {
   for (uint64_t k = 0; k < n_steps; k++) {
-    tch_status s = one_step(t);
+    tch_status s = t->kind == TCHI_TRAINER_DIFFUSION ? tchi_dtrainer_one_step(t) : one_step(t);
     if (s) return s;
     if (t->progress && t->progress_every && t->step % t->progress_every == 0) {
       tchi_callback_error_reset();
@@ -562,6 +613,7 @@ tch_status tchi_trainer_step(tch_trainer *t, uint64_t n_steps)
 
 tch_status tchi_trainer_evaluate(tch_trainer *t, size_t n_samples)
 {
+  if (t->kind == TCHI_TRAINER_DIFFUSION) return tchi_dtrainer_evaluate(t, n_samples);
   if (!t->env->exact)
     return tchi_fail(TCH_E_STATE, "evaluation needs an env that enumerates its terminal set");
   const size_t chunk = 1000, sd = t->env->d.state_dim;
@@ -598,16 +650,39 @@ static const char *const metric_names[] = {
 };
 #define N_METRICS (sizeof metric_names / sizeof metric_names[0])
 
-const char *tchi_trainer_next_metric(const char *prev)
+const char *tchi_trainer_next_metric(const tch_trainer *t, const char *prev)
 {
+  if (t && t->kind == TCHI_TRAINER_DIFFUSION) return tchi_dtrainer_next_metric(prev);
   if (!prev) return metric_names[0];
   for (size_t i = 0; i + 1 < N_METRICS; i++)
     if (strcmp(prev, metric_names[i]) == 0) return metric_names[i + 1];
   return NULL;
 }
 
+/* A name of the other kind's list: defined, but NaN for this trainer. */
+static int other_kind_metric(const tch_trainer *t, const char *name)
+{
+  if (t->kind == TCHI_TRAINER_DIFFUSION) {
+    for (size_t i = 0; i < N_METRICS; i++)
+      if (!strcmp(name, metric_names[i])) return 1;
+    return 0;
+  }
+  for (const char *k = tchi_dtrainer_next_metric(NULL); k; k = tchi_dtrainer_next_metric(k))
+    if (!strcmp(name, k)) return 1;
+  return 0;
+}
+
 tch_status tchi_trainer_metric(const tch_trainer *t, const char *name, double *out)
 {
+  if (t->kind == TCHI_TRAINER_DIFFUSION) {
+    tch_status s = tchi_dtrainer_metric(t, name, out);
+    if (s == TCH_E_ARG && other_kind_metric(t, name)) {
+      tchi_clear_error();
+      *out = NAN;
+      return TCH_OK;
+    }
+    return s;
+  }
   const tchi_exact_target *x = t->env->exact;
   const tch_policy *tp = t->teacher.policy;
   size_t bsize = 0;
@@ -629,6 +704,7 @@ tch_status tchi_trainer_metric(const tch_trainer *t, const char *name, double *o
   else if (!strcmp(name, "source")) *out = t->last_source < 0 ? NAN : (double)t->last_source;
   else if (!strcmp(name, "eval.l1")) *out = t->eval_l1;
   else if (!strcmp(name, "eval.modes")) *out = t->eval_modes;
+  else if (other_kind_metric(t, name)) *out = NAN;
   else return tchi_fail(TCH_E_ARG, "unknown metric '%s'", name);
   return TCH_OK;
 }

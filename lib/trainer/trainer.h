@@ -4,6 +4,8 @@
 #include "core/core.h"
 #include "gfn/gfn.h"
 #include "nn/nn.h"
+#include "diffusion/diffusion.h"
+#include "diffusion/dmetrics.h"
 #include "teacher/behaviour.h"
 #include "teacher/trainer.h"
 
@@ -30,8 +32,21 @@ typedef struct tchi_learner {
   double last_loss, last_grad_norm;
 } tchi_learner;
 
+/* Which loop a trainer runs: the discrete Teacher-Student loop (trainer.c, grid/trainer.py)
+ * or the diffusion-sampler loop of energy envs (dtrainer.c, diffusion/train.py). */
+typedef enum tchi_trainer_kind {
+  TCHI_TRAINER_DISCRETE = 0,
+  TCHI_TRAINER_DIFFUSION = 1
+} tchi_trainer_kind;
+
+typedef struct tchi_dtrainer tchi_dtrainer;
+
 struct tch_trainer {
   tchi_ref ref;
+  tchi_trainer_kind kind;
+  struct tchi_dtrainer *diff; /* the diffusion loop's state (kind DIFFUSION), else NULL.
+                                 Shared fields below used by both kinds: env, cfg, seed,
+                                 batch, buffer, step, reward_calls, grad_steps, progress */
   tch_env *env;
   tch_config *cfg;
   tchi_loss_kind loss_kind;
@@ -75,8 +90,103 @@ void tchi_trainer_release(tch_trainer *t);
 tch_status tchi_trainer_step(tch_trainer *t, uint64_t n_steps);
 tch_status tchi_trainer_evaluate(tch_trainer *t, size_t n_samples);
 tch_status tchi_trainer_metric(const tch_trainer *t, const char *name, double *out);
-const char *tchi_trainer_next_metric(const char *prev);
+/* Metric names of t's kind (t NULL: the discrete ones). */
+const char *tchi_trainer_next_metric(const tch_trainer *t, const char *prev);
 tch_status tchi_trainer_planned_steps(const tch_trainer *t, uint64_t *out);
+
+/* Replaces -1 ("the env's default") in the keys whose reference defaults differ between
+ * the discrete and the diffusion domain (train.batch_size, train.eval_samples,
+ * student.weight_decay, student.grad_clip, teacher.lr, teacher.grad_clip) by the env's
+ * value, in the trainer's own copy c; TCH_E_CONFIG for other invalid values (batch 0, a
+ * negative rate other than -1). */
+tch_status tchi_trainer_resolve_defaults(const tch_env *env, tch_config *c);
+
+/* ---- the diffusion loop (dtrainer.c): energy envs ------------------------------------- */
+typedef enum tchi_dmode {
+  TCHI_DMODE_ON_POLICY = 0,   /* TB on Student trajectories every iteration */
+  TCHI_DMODE_PER = 1,         /* --per: Student on even, buffer replay on odd iterations */
+  TCHI_DMODE_TEACHER = 2      /* --teacher: Student / Teacher samples through the buffer */
+} tchi_dmode;
+
+/* One diffusion sampler and its optimiser. Groups in tchi_dnet_param_groups order. */
+typedef struct tchi_dlearner {
+  tchi_dnet *net;
+  tchi_adam opt;
+  double base_lr[TCHI_ADAM_MAX_GROUPS];   /* before the scheduler */
+  double grad_clip;                       /* 0 = off */
+  size_t n_clip_groups;                   /* leading groups the clip covers */
+  double last_loss, last_grad_norm;
+} tchi_dlearner;
+
+/* Evaluation results (tch_trainer_evaluate): NaN until computed / when not available. */
+typedef struct tchi_deval {
+  double log_z, elbo, eubo, ess, ess_fraction, delta_log_z, mean_log_likelihood;
+  double w1, w2, mmd;
+} tchi_deval;
+
+struct tchi_dtrainer {
+  tchi_dmode mode;
+  int ls;                       /* MALA local search (--per --ls, --teacher --els) */
+  uint32_t dim, T;
+  uint32_t chunk;               /* TB time steps per backward block (0 = default) */
+  uint64_t milestones[2];       /* scheduler steps (x gamma each), only if >= 0 */
+  int n_milestones;
+  double gamma;
+  double expl_factor;           /* exploration std (0 = off) */
+  int expl_decay;
+  uint64_t expl_decay_steps;
+  double threshold_q;
+  size_t threshold_n;
+  double alpha_main, C;
+  uint64_t adv_freq, ls_every;
+  tchi_mala_params mala;
+  size_t eval_distance_max, eval_ll_k;
+  tchi_dreward rw;              /* raw host log density, for the Langevin gradient */
+  tchi_dlearner student, teacher;   /* teacher.net == NULL outside TEACHER mode */
+  /* state saved in checkpoints */
+  int threshold_set;
+  double threshold;             /* fixed once computed (first step) */
+  uint64_t skipped_teacher_batch;   /* Teacher samples all at or below the threshold */
+  uint64_t skipped_teacher_update;  /* no Student-batch sample above the threshold */
+  uint64_t skipped_student;         /* empty buffer at a replay iteration */
+  double last_kept;             /* Teacher update batch after the threshold filter */
+  double last_teacher_added;    /* Teacher samples added at the last Teacher-sampling step */
+  double last_ls_added;         /* samples the last local search added */
+  double last_ls_accept;        /* its last measured acceptance rate */
+  tchi_deval ev;
+  /* per-step scratch (sized at creation, reused; no allocation once warm) */
+  size_t cap;                   /* rows of the arrays below: max(batch, threshold_n) */
+  tchi_dtraj traj, ttraj;       /* the Student's batch; Teacher samples / backward batches */
+  double *x, *log_r, *delta, *adv, *prio;     /* the Student's batch */
+  double *tx, *tlog_r, *tdelta, *tadv, *tlrw; /* Teacher samples and the Teacher's batch
+                                               (tlrw: its log-rewards); also scratch for
+                                               the threshold and filtered insertions */
+  int32_t *rec;                 /* buffer records (2 dim int32 words: the doubles' bits) */
+  tchi_mala_ws mala_ws;
+  tchi_mala_result mala_out;
+  int32_t *ls_rec;              /* records of the local search's samples */
+  size_t ls_rec_cap;
+  /* buffer snapshot: restores it when a step fails after a mid-step insertion */
+  int32_t *snap_rec;
+  double *snap_log_r, *snap_prio;
+  size_t snap_n, snap_cap;
+  int snap_taken;
+};
+
+tch_status tchi_dtrainer_create(tch_env *env, const tch_config *c, tch_trainer **out);
+void tchi_dtrainer_destroy(tch_trainer *t);          /* the diffusion part only */
+tch_status tchi_dtrainer_one_step(tch_trainer *t);
+tch_status tchi_dtrainer_evaluate(tch_trainer *t, size_t n_samples);
+tch_status tchi_dtrainer_metric(const tch_trainer *t, const char *name, double *out);
+const char *tchi_dtrainer_next_metric(const char *prev);
+tch_status tchi_dtrainer_planned_steps(const tch_trainer *t, uint64_t *out);
+/* n fresh Student samples (no exploration) into out_x (n x dim) and, if out_log_w is not
+ * NULL, their log-weights log R + sum log P_B - sum log P_F; streams keyed by seed. */
+tch_status tchi_dtrainer_sample(tch_trainer *t, uint64_t seed, size_t n, double *out_x,
+                                double *out_log_w);
+/* Buffer records <-> points: a record holds a point's doubles bit for bit. */
+void tchi_dpoint_to_record(uint32_t dim, const double *x, int32_t *rec);
+void tchi_drecord_to_point(uint32_t dim, const int32_t *rec, double *x);
 
 /* checkpoint.c */
 tch_status tchi_trainer_save(const tch_trainer *t, const char *path);

@@ -26,6 +26,15 @@ int main(void)
   FIELD(tch_discrete_env_desc, vocab);
   FIELD(tch_discrete_env_desc, flags);
   FIELD(tch_discrete_env_desc, cond_dim);
+  printf("sizeof tch_energy_desc %zu\n", sizeof(tch_energy_desc));
+  FIELD(tch_energy_desc, struct_size);
+  FIELD(tch_energy_desc, dim);
+  FIELD(tch_energy_desc, flags);
+  FIELD(tch_energy_desc, log_density);
+  FIELD(tch_energy_desc, log_Z);
+  FIELD(tch_energy_desc, sample_reference);
+  FIELD(tch_energy_desc, user);
+  FIELD(tch_energy_desc, user_free);
   printf("sizeof tch_status %zu\n", sizeof(tch_status));
   CONST(TCH_OK);
   CONST(TCH_STOPPED);

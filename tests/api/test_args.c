@@ -228,7 +228,7 @@ START_TEST(config_null_and_bad_args)
   EXPECT(TCH_E_ARG, tch_config_set_int(NULL, "seed", 1));
   EXPECT(TCH_E_ARG, tch_config_set_int(cfg, NULL, 1));
   EXPECT(TCH_E_CONFIG, tch_config_set_int(cfg, "no.such.key", 1));
-  EXPECT(TCH_E_CONFIG, tch_config_set_int(cfg, "train.batch_size", 0));        /* below min */
+  EXPECT(TCH_E_CONFIG, tch_config_set_int(cfg, "train.batch_size", -2));       /* below min */
   EXPECT(TCH_E_CONFIG, tch_config_set_int(cfg, "student.loss", 1));            /* enum */
   EXPECT(TCH_E_ARG, tch_config_set_double(NULL, "student.lr", 1e-3));
   EXPECT(TCH_E_ARG, tch_config_set_double(cfg, NULL, 1e-3));

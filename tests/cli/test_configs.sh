@@ -1,7 +1,8 @@
 #!/bin/sh
 # Every shipped configuration (examples/configs/*.yaml) loads, prints through `teacher
 # config`, round-trips, and builds its env and trainer (--check). The GAFN files may fail
-# with exactly the library's GAFN-not-available message, and nothing else.
+# with exactly the library's GAFN-not-available message, and nothing else. The diffusion
+# study's files build diffusion trainers with the reference's sizes and methods.
 . "$(dirname "$0")/lib.sh"
 n=0
 for f in "$SRC"/examples/configs/*.yaml; do
@@ -18,16 +19,28 @@ for f in "$SRC"/examples/configs/*.yaml; do
       *) fail "$name: exit $rc: $(cat err.txt)" ;;
     esac
   fi
+  cp err.txt "check_$name.txt"
   # The printed YAML is the same configuration.
   expect 0 "$T" config out.yaml
   cmp -s out.txt out.yaml || fail "$name: printed config does not round-trip"
   n=$((n + 1))
 done
-[ $n -eq 65 ] || fail "expected 65 shipped configs (64 grid study + default), found $n"
+[ $n -eq 73 ] || fail "expected 73 shipped configs (64 grid study + default + 8 diffusion), found $n"
 for g in d2_h64 d2_h128 d4_h16 d4_h32; do
   for m in tb tb_eps tb_prt tb_per teacher teacher_prt teacher_per tb_ls teacher_ls tb_ls_per \
            teacher_ls_per db db_per teacher_db teacher_db_per gafn; do
     [ -f "$SRC/examples/configs/grid_${g}_$m.yaml" ] || fail "missing grid_${g}_$m.yaml"
+  done
+done
+# The diffusion study: 2 targets x 4 methods, each the reference's run (batch 500, T 100,
+# 10001 iterations) with the method --check reports.
+for e in gmm25:2 manywell:32; do
+  for m in tb:'TB on-policy' per:'TB + PER (--per)' per_ls:'TB + PER + MALA local search (--per --ls)' \
+           teacher:'Teacher (--teacher)'; do
+    f="diffusion_${e%%:*}_${m%%:*}.yaml"
+    [ -f "$SRC/examples/configs/$f" ] || fail "missing $f"
+    grep -q -F "ok: 10001 steps, diffusion sampler on a ${e#*:}-D target, T 100, batch 500, ${m#*:}" \
+      "check_$f.txt" || fail "$f: $(cat "check_$f.txt")"
   done
 done
 # The defaults print too, and --set applies.

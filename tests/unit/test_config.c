@@ -466,8 +466,8 @@ START_TEST(bounds_and_types)
   ck_assert_int_eq(tch_config_get_double(c, "student.lr", &d), TCH_OK);
   ck_assert(d == 1e-3);                                     /* unchanged by the failures */
 
-  ck_assert_int_eq(tch_config_set_int(c, "train.batch_size", 0), TCH_E_CONFIG);
-  ck_assert_str_eq(tch_last_error(), "key 'train.batch_size': value 0 is below the minimum 1");
+  ck_assert_int_eq(tch_config_set_int(c, "train.batch_size", -2), TCH_E_CONFIG);
+  ck_assert_str_eq(tch_last_error(), "key 'train.batch_size': value -2 is below the minimum -1");
   ck_assert_int_eq(tch_config_set_int(c, "nn.n_layers", 16), TCH_E_CONFIG);
   ck_assert_str_eq(tch_last_error(), "key 'nn.n_layers': value 16 is above the maximum 15");
   ck_assert_int_eq(tch_config_set_int(c, "seed", INT64_MAX), TCH_E_CONFIG);

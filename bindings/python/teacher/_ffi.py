@@ -17,7 +17,8 @@ import ctypes
 import ctypes.util
 import os
 
-__all__ = ["lib", "library_path", "REQUIRED_VERSION", "ABI_VERSION", "DiscreteEnvDesc"]
+__all__ = ["lib", "library_path", "REQUIRED_VERSION", "ABI_VERSION", "DiscreteEnvDesc",
+           "EnergyDesc"]
 
 #: tch_version_number() of the release this binding was written for (0.1.0).
 REQUIRED_VERSION = 100
@@ -120,10 +121,15 @@ log_reward_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, c_size_t, ctypes
 features_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, c_size_t, ctypes.c_void_p,
                                ctypes.c_void_p)
 user_free_fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+log_density_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, c_size_t, c_size_t,
+                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+sample_reference_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, c_size_t,
+                                       c_size_t, ctypes.c_void_p)
 progress_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64)
 log_fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p)
 
 TCH_ENV_REENTRANT = 0x1
+TCH_ENERGY_HAS_GRAD = 0x1
 TCH_MIXER_LOCAL_SEARCH = 0x1
 
 
@@ -147,6 +153,21 @@ class DiscreteEnvDesc(ctypes.Structure):
         ("vocab", c_uint32_p),
         ("flags", ctypes.c_uint32),
         ("cond_dim", ctypes.c_uint32),
+    ]
+
+
+class EnergyDesc(ctypes.Structure):
+    """tch_energy_desc (env.h). Set ``struct_size = ctypes.sizeof(EnergyDesc)`` and
+    ``log_Z = float("nan")`` when unknown."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("dim", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("log_density", log_density_fn),
+        ("log_Z", ctypes.c_double),
+        ("sample_reference", sample_reference_fn),
+        ("user", ctypes.c_void_p),
+        ("user_free", user_free_fn),
     ]
 
 
@@ -214,6 +235,18 @@ tch_env_enumerate_terminal = _fn("tch_env_enumerate_terminal", c_status, env_p, 
 tch_env_empirical_l1 = _fn("tch_env_empirical_l1", c_status, env_p, c_size_t, c_int32_p, P(_d))
 tch_env_count_modes = _fn("tch_env_count_modes", c_status, env_p, c_size_t, c_int32_p,
                           P(c_size_t))
+tch_env_create_energy = _fn("tch_env_create_energy", c_status, P(EnergyDesc), config_p,
+                            P(env_p))
+tch_env_create_gmm25 = _fn("tch_env_create_gmm25", c_status, config_p, P(env_p))
+tch_env_create_manywell = _fn("tch_env_create_manywell", c_status, config_p, P(env_p))
+tch_env_create_gmm40 = _fn("tch_env_create_gmm40", c_status, _u32, config_p, P(env_p))
+tch_env_create_funnel = _fn("tch_env_create_funnel", c_status, _u32, config_p, P(env_p))
+tch_env_energy_dim = _fn("tch_env_energy_dim", c_status, env_p, P(_u32))
+tch_env_log_density = _fn("tch_env_log_density", c_status, env_p, c_size_t, c_double_p,
+                          c_double_p, c_double_p)
+tch_env_log_Z = _fn("tch_env_log_Z", c_status, env_p, P(_d))
+tch_env_sample_target = _fn("tch_env_sample_target", c_status, env_p, _u64, c_size_t, c_double_p)
+tch_env_diffusion_steps = _fn("tch_env_diffusion_steps", c_status, env_p, P(_u32), P(_d))
 
 # policy.h
 tch_policy_create = _fn("tch_policy_create", c_status, env_p, config_p, _u64, P(policy_p))
@@ -288,6 +321,8 @@ tch_trainer_get_buffer = _fn("tch_trainer_get_buffer", c_status, trainer_p, P(bu
 tch_trainer_get_mixer = _fn("tch_trainer_get_mixer", c_status, trainer_p, P(mixer_p))
 tch_trainer_save = _fn("tch_trainer_save", c_status, trainer_p, _cstr)
 tch_trainer_load = _fn("tch_trainer_load", c_status, env_p, _cstr, P(trainer_p))
+tch_trainer_sample_continuous = _fn("tch_trainer_sample_continuous", c_status, trainer_p, _u64,
+                                    c_size_t, c_double_p, c_double_p)
 
 
 def _check_version():

@@ -106,6 +106,31 @@ def _features_thunk(user, n, states, out):
         return _failed(exc, "features")
 
 
+class _PyEnergy(object):
+    __slots__ = ("dim", "log_density", "sample_reference")
+
+
+@_ffi.log_density_fn
+def _log_density_thunk(user, n, dim, x, out_log_p, out_grad):
+    try:
+        e = _registry[user]
+        r = e.log_density(view(x, (n, dim), "f8", True), view(out_log_p, (n,), "f8", False),
+                          view(out_grad, (n, dim), "f8", False))
+        return _result_code(r, "log_density")
+    except BaseException as exc:
+        return _failed(exc, "log_density")
+
+
+@_ffi.sample_reference_fn
+def _sample_reference_thunk(user, seed, n, dim, out):
+    try:
+        e = _registry[user]
+        r = e.sample_reference(int(seed), view(out, (n, dim), "f8", False))
+        return _result_code(r, "sample_reference")
+    except BaseException as exc:
+        return _failed(exc, "sample_reference")
+
+
 @_ffi.user_free_fn
 def _user_free_thunk(user):
     try:
@@ -121,15 +146,24 @@ def registered_envs():
 
 class Env(Handle):
     """An environment (tch_env). Create one with :meth:`hypergrid`, :meth:`from_config` or
-    :meth:`discrete` (Python callbacks)."""
+    :meth:`discrete` (Python callbacks); energy envs (continuous targets of diffusion
+    samplers) with :meth:`gmm25`, :meth:`manywell`, :meth:`gmm40`, :meth:`funnel` or
+    :meth:`energy` (Python callbacks)."""
     _c_free = staticmethod(_ffi.tch_env_free)
     _c_retain = staticmethod(_ffi.tch_env_retain)
     _kind = "Env"
 
     def __init__(self, *a, **kw):
-        raise TypeError("use Env.hypergrid(), Env.from_config() or Env.discrete()")
+        raise TypeError("use Env.hypergrid(), Env.from_config(), Env.discrete(), Env.gmm25(), "
+                        "Env.manywell(), Env.gmm40(), Env.funnel() or Env.energy()")
 
     def _post_init(self):
+        dim = ctypes.c_uint32()
+        # TCH_E_ARG for a discrete env: the kind of the C env, without raising.
+        if _ffi.tch_env_energy_dim(self._h, ctypes.byref(dim)) == _errors.OK:
+            self._energy_dim, self._dims = dim.value, None
+            return
+        self._energy_dim = None
         sd, na, ml = ctypes.c_uint32(), ctypes.c_uint32(), ctypes.c_uint32()
         call(_ffi.tch_env_dims, self._h, ctypes.byref(sd), ctypes.byref(na), ctypes.byref(ml))
         self._dims = (sd.value, na.value, ml.value)
@@ -222,6 +256,96 @@ class Env(Handle):
         env._python = True
         return env
 
+    @classmethod
+    def gmm25(cls, config=None):
+        """The built-in 25-Gaussian mixture in 2-D (energy env; log Z = 0, gradient, exact
+        sampler). `config` (a Config or mapping) may set env.diffusion.*."""
+        return cls._builtin_energy(_ffi.tch_env_create_gmm25, config)
+
+    @classmethod
+    def manywell(cls, config=None):
+        """The built-in ManyWell in 32-D (energy env; log Z = 164.69567532, gradient, exact
+        sampler). `config` may set env.diffusion.*."""
+        return cls._builtin_energy(_ffi.tch_env_create_manywell, config)
+
+    @classmethod
+    def gmm40(cls, dim=2, config=None):
+        """The built-in 40-Gaussian mixture of Reinforced SMC (energy env; log Z = 0,
+        gradient, exact sampler): the reference's means in 2-D, fixed seeded means in
+        [-40, 40)^dim otherwise. `config` may set env.diffusion.*."""
+        return cls._builtin_energy_dim(_ffi.tch_env_create_gmm40, dim, config)
+
+    @classmethod
+    def funnel(cls, dim=10, config=None):
+        """The built-in funnel of Reinforced SMC (energy env; x_1 ~ N(0, 9), x_i ~
+        N(0, e^{x_1}); log Z = 0, gradient, exact sampler). `config` may set
+        env.diffusion.*."""
+        return cls._builtin_energy_dim(_ffi.tch_env_create_funnel, dim, config)
+
+    @classmethod
+    def _builtin_energy_dim(cls, fn, dim, config):
+        from .config import Config
+        dim = int(dim)
+        if not 0 <= dim < 2 ** 32:
+            raise ValueError("dim %d is out of range" % dim)
+        cfg = Config.coerce(config) if config is not None else None
+        h = _ffi.env_p()
+        call(fn, dim, cfg._ptr if cfg is not None else None, ctypes.byref(h))
+        return cls._own(h)
+
+    @classmethod
+    def _builtin_energy(cls, fn, config):
+        from .config import Config
+        cfg = Config.coerce(config) if config is not None else None
+        h = _ffi.env_p()
+        call(fn, cfg._ptr if cfg is not None else None, ctypes.byref(h))
+        return cls._own(h)
+
+    @classmethod
+    def energy(cls, dim, log_density, log_Z=None, sample_reference=None, has_grad=False,
+               config=None):
+        """An energy env (continuous target of a diffusion sampler) defined by Python
+        callables (see docs/api/env.md for the contract):
+
+        * ``log_density(x, out_log_p, out_grad)``: x (n, dim) float64, read-only; writes
+          log p into out_log_p (n,) and, when out_grad is not None (only if `has_grad`),
+          the gradient into out_grad (n, dim);
+        * ``sample_reference(seed, out)`` (optional): n exact samples into out (n, dim).
+
+        Return values and exceptions as for :meth:`discrete`. `log_Z` is None when unknown;
+        `config` may set env.diffusion.*.
+        """
+        if not callable(log_density):
+            raise TypeError("Env.energy: log_density must be callable")
+        if sample_reference is not None and not callable(sample_reference):
+            raise TypeError("Env.energy: sample_reference must be callable")
+        from .config import Config
+        cfg = Config.coerce(config) if config is not None else None
+        e = _PyEnergy()
+        e.dim, e.log_density, e.sample_reference = int(dim), log_density, sample_reference
+        key = next(_keys)
+        _registry[key] = e
+        d = _ffi.EnergyDesc()
+        d.struct_size = ctypes.sizeof(_ffi.EnergyDesc)
+        d.dim = e.dim
+        d.flags = _ffi.TCH_ENERGY_HAS_GRAD if has_grad else 0
+        d.log_density = _log_density_thunk
+        d.log_Z = float("nan") if log_Z is None else float(log_Z)
+        if sample_reference is not None:
+            d.sample_reference = _sample_reference_thunk
+        d.user = key
+        d.user_free = _user_free_thunk
+        h = _ffi.env_p()
+        try:
+            call(_ffi.tch_env_create_energy, ctypes.byref(d),
+                 cfg._ptr if cfg is not None else None, ctypes.byref(h))
+        except BaseException:
+            _registry.pop(key, None)   # user_free is not called on failure
+            raise
+        env = cls._own(h)
+        env._python = True
+        return env
+
     def new_reference(self):
         """Another wrapper of the same C env holding a reference of its own (so closing
         this one does not affect it)."""
@@ -230,24 +354,73 @@ class Env(Handle):
         return e
 
     # ---- queries -------------------------------------------------------------------------
+    def _discrete_dims(self):
+        if self._dims is None:
+            raise _errors.ArgumentError(_errors.E_ARG, "this is an energy env; it has no "
+                                        "discrete dims (use Env.dim)")
+        return self._dims
+
     @property
     def state_dim(self):
-        return self._dims[0]
+        return self._discrete_dims()[0]
 
     @property
     def n_actions(self):
         """Forward actions including EXIT (the last one)."""
-        return self._dims[1]
+        return self._discrete_dims()[1]
 
     @property
     def max_len(self):
         """Bound on the non-EXIT steps of a trajectory (trajectories pad to max_len + 1)."""
-        return self._dims[2]
+        return self._discrete_dims()[2]
 
     @property
     def dims(self):
         """(state_dim, n_actions, max_len)."""
-        return self._dims
+        return self._discrete_dims()
+
+    @property
+    def is_energy(self):
+        """True for an energy env (continuous target of a diffusion sampler)."""
+        return self._energy_dim is not None
+
+    @property
+    def dim(self):
+        """Dimension of an energy env's points (ArgumentError for a discrete env)."""
+        v = ctypes.c_uint32()
+        call(_ffi.tch_env_energy_dim, self._ptr, ctypes.byref(v))
+        return v.value
+
+    def log_density(self, x, grad=False):
+        """Energy envs: log p of points x (n, dim) -> (n,) floats, or (log_p, grad (n, dim))
+        with grad=True (StateError if the env has no gradient)."""
+        dim = self.dim
+        xi = In(x, "f8", "x")
+        n = xi.rows(dim)
+        lp = Out((n,), "f8")
+        g = Out((n, dim), "f8") if grad else None
+        call(_ffi.tch_env_log_density, self._ptr, n, xi.ptr, lp.ptr, g.ptr if g else None)
+        return (lp.value(), g.value()) if grad else lp.value()
+
+    def log_Z(self):
+        """Energy envs: the target's log normalising constant (StateError if unknown)."""
+        v = ctypes.c_double()
+        call(_ffi.tch_env_log_Z, self._ptr, ctypes.byref(v))
+        return v.value
+
+    def sample_target(self, n, seed=0):
+        """Energy envs: n exact samples (n, dim) of the target, reproducible per seed
+        (StateError if the env has no exact sampler)."""
+        n = int(n)
+        out = Out((n, self.dim), "f8")
+        call(_ffi.tch_env_sample_target, self._ptr, int(seed), n, out.ptr)
+        return out.value()
+
+    def diffusion_steps(self):
+        """Energy envs: (steps T, t_scale) of the diffusion sampler's forward SDE."""
+        steps, ts = ctypes.c_uint32(), ctypes.c_double()
+        call(_ffi.tch_env_diffusion_steps, self._ptr, ctypes.byref(steps), ctypes.byref(ts))
+        return steps.value, ts.value
 
     @property
     def is_python(self):
@@ -303,6 +476,9 @@ class Env(Handle):
     def __repr__(self):
         if self.closed:
             return "<teacher.Env (closed)>"
+        if self._dims is None:
+            return "<teacher.Env%s energy dim=%d>" % (" (Python)" if self.is_python else "",
+                                                      self._energy_dim)
         return "<teacher.Env%s state_dim=%d n_actions=%d max_len=%d>" % (
             " (Python)" if self.is_python else "", self._dims[0], self._dims[1], self._dims[2])
 

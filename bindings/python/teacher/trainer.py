@@ -12,6 +12,7 @@ from .config import Config
 from .env import Env
 from .mixer import Mixer
 from .policy import Policy
+from ._arrays import Out
 
 __all__ = ["Trainer"]
 
@@ -108,6 +109,20 @@ class Trainer(Handle):
         """Samples n fresh Student objects and updates the eval.* metrics; returns them."""
         call(_ffi.tch_trainer_evaluate, self._ptr, int(n_samples))
         return {k: v for k, v in self.metrics().items() if k.startswith("eval.")}
+
+    def sample_continuous(self, n, seed=0, log_weights=False):
+        """Diffusion trainers (energy envs): n fresh samples (n, dim) of the Student's
+        sampler, without exploration; with log_weights=True also their log-weights
+        log R + sum log P_B - sum log P_F (n,), whose logmeanexp estimates log Z.
+        Reproducible per seed; StateError for a discrete trainer."""
+        n = int(n)
+        env = self.env
+        dim = env.dim if env.is_energy else 1   # a discrete trainer: StateError below
+        x = Out((n, dim), "f8")
+        lw = Out((n,), "f8") if log_weights else None
+        call(_ffi.tch_trainer_sample_continuous, self._ptr, int(seed), n, x.ptr,
+             lw.ptr if lw else None)
+        return (x.value(), lw.value()) if log_weights else x.value()
 
     # ---- metrics -------------------------------------------------------------------------
     def metric(self, name):

@@ -322,6 +322,14 @@ tch_status tch_env_create_from_config(const tch_config *c, tch_env **out)
   if (!name) return tchi_fail(TCH_E_CONFIG, "env.name is not set");
   if (strcmp(name, "custom") == 0)
     return tchi_fail(TCH_E_CONFIG, "env.name is 'custom': create the env with tch_env_create_discrete");
+  /* Energy envs (builtin/gmm25.c, builtin/manywell.c) read env.diffusion.* from c. */
+  if (strcmp(name, "gmm25") == 0) return tch_env_create_gmm25(c, out);
+  if (strcmp(name, "manywell") == 0) return tch_env_create_manywell(c, out);
+  /* Reinforced SMC's targets (builtin/gmm40.c, builtin/funnel.c); the table bounds the dims. */
+  if (strcmp(name, "gmm40") == 0)
+    return tch_env_create_gmm40((uint32_t)tchi_cfg_int(c, "env.gmm40.dim"), c, out);
+  if (strcmp(name, "funnel") == 0)
+    return tch_env_create_funnel((uint32_t)tchi_cfg_int(c, "env.funnel.dim"), c, out);
   if (strcmp(name, "hypergrid") != 0)
     return tchi_fail(TCH_E_CONFIG, "env.name '%s' is not a built-in env", name);
   int64_t ndim = tchi_cfg_int(c, "env.hypergrid.ndim");

@@ -1,0 +1,242 @@
+/* Diffusion samplers (continuous GFlowNets, spec adaptive-teacher.md §3.2-3.4, 3.6): the
+ * reference's time-conditioned policy network, the Euler-Maruyama forward kernel with a
+ * learned mean (optionally variance), the fixed Brownian-bridge backward kernel, trajectory
+ * batches with forward and backward sampling, and trajectory balance with analytic
+ * gradients. Depends on nn and core only: log-rewards reach this module as arrays, and the
+ * gradient of log R (Langevin parameterisation) through a function pointer.
+ *
+ * Discretisation: T steps, dt = 1/T, t_i = i dt, s_0 = 0. Trajectories hold T+1 states
+ * s_0..s_T = x. P_F(s_{i+1} | s_i) = N(s_i + dt mu(s_i, t_i), dt sigma^2(s_i, t_i));
+ * P_B(s_i | s_{i+1}) = N(s_{i+1} i/(i+1), t_scale dt i/(i+1)) for i >= 1, P_B,0 = 1.
+ *
+ * Not implemented (TB only): the conditional flow model (log F(s, t) network) and partial
+ * energy, which only DB/SubTB use; the learned backward policy (--learn_pb); DB, SubTB,
+ * VarGrad and PIS losses. log Z is a single scalar parameter. */
+#ifndef TCHI_DIFFUSION_H
+#define TCHI_DIFFUSION_H
+#include <stddef.h>
+#include <stdint.h>
+#include "core/core.h"
+#include "nn/nn.h"
+
+struct tchi_writer;
+struct tchi_reader;
+
+/* ---- rewards ------------------------------------------------------------------------------ */
+/* Batched target, the shape of the public tch_log_density_fn: for n points x (n x dim,
+ * row-major) write log R(x) to log_r (n) and, when grad != NULL, grad_x log R to grad
+ * (n x dim). Return 0, or any non-zero code to abort the operation (TCH_E_CALLBACK).
+ * This module calls it only for the Langevin gradient, always with both buffers. */
+typedef int (*tchi_dlogr_fn)(void *ctx, size_t n, size_t dim, const double *x,
+                             double *log_r, double *grad);
+typedef struct tchi_dreward {
+  tchi_dlogr_fn fn;
+  void *ctx;
+} tchi_dreward;
+
+/* ---- network ------------------------------------------------------------------------------ */
+typedef struct tchi_dnet_spec {
+  uint32_t dim;                 /* state dimension */
+  uint32_t T;                   /* time steps (100) */
+  double t_scale;               /* diffusion coefficient sigma^2 of the base process (1.0) */
+  uint32_t hidden_dim, s_emb_dim, t_emb_dim, harmonics_dim;   /* 256 each */
+  int pis;                      /* PIS architecture instead of the default one */
+  uint32_t joint_layers;        /* PIS: hidden layers of the joint policy (2) */
+  uint32_t lgv_layers;          /* PIS: layers of the Langevin scaling model (3) */
+  int learned_variance;         /* log sigma^2 = tanh(raw) log_var_range + log t_scale */
+  double log_var_range;         /* 4.0 */
+  int langevin;                 /* mu += scale(s, t) * grad log R(s) */
+  int langevin_per_dim;         /* scale has dim outputs instead of 1 */
+  int clipping;                 /* clip grad log R to +-lgv_clip and outputs to +-gfn_clip */
+  double lgv_clip, gfn_clip;    /* 1e2, 1e4 */
+  int learn_log_z;              /* 1: log Z is trained; 0: frozen (no gradient, no group) */
+  double log_z_init;            /* 0 */
+  const char *kernel;           /* gemm kernel (nn.h), NULL = "auto" */
+  int threads;                  /* BLIS threads (1) */
+} tchi_dnet_spec;
+
+/* The reference's defaults (diffusion/train.py) for a state of dimension dim. */
+void tchi_dnet_spec_default(tchi_dnet_spec *s, uint32_t dim);
+
+/* A run of Linear layers with GELU between them, on float parameters at fixed offsets.
+ * Layer l computes y = x W_l + b_l with W_l (in x out, row-major) at params + w, b_l at
+ * params + b. The first layer of the joint policy and of the default Langevin model reads
+ * concat(state embedding, time embedding): its first `split` rows of W multiply the batch
+ * input, the remaining rows the time embedding, which is shared by all rows of a time step
+ * and so enters as a per-step row bias computed once. */
+#define TCHI_DCHAIN_MAX 9
+typedef struct tchi_dlinear {
+  uint32_t in, out;
+  size_t w, b;
+} tchi_dlinear;
+typedef struct tchi_dchain {
+  uint32_t n;                   /* Linear layers (0 = chain absent) */
+  uint32_t split;               /* rows of W_0 fed by the batch input */
+  int gelu_in;                  /* GELU on the input first (PIS joint policy) */
+  int gelu_out;                 /* GELU after the last layer too */
+  tchi_dlinear lin[TCHI_DCHAIN_MAX];
+} tchi_dchain;
+
+/* Adam parameter groups in the reference's order (utils.get_gfn_optimizer). The Teacher
+ * clips the gradient norm of group 0 only (spec §3.5 quirk), so it must stay the time
+ * encoder. */
+enum {
+  TCHI_DGROUP_TIME = 0,         /* time encoder (PIS: with its learned phase) */
+  TCHI_DGROUP_STATE = 1,        /* state encoder */
+  TCHI_DGROUP_JOINT = 2,        /* joint policy */
+  TCHI_DGROUP_LANGEVIN = 3,     /* Langevin scaling model (empty unless spec.langevin) */
+  TCHI_DGROUP_N = 4
+};
+#define TCHI_DNET_MAX_GROUPS 5
+
+struct tchi_dws;
+
+typedef struct tchi_dnet {
+  tchi_dnet_spec spec;          /* spec.kernel points to kernel[] */
+  char kernel[32];
+  size_t n_params;
+  float *params, *grads;        /* one flat array each (+ TCHI_GEMM_PAD slack) */
+  size_t group_off[TCHI_DGROUP_N + 1];   /* group g is [group_off[g], group_off[g + 1]) */
+  tchi_dchain time, state, joint, lgv;   /* lgv.n == 0 without Langevin */
+  size_t phase, lgv_phase;      /* PIS: offsets of the learned time phases */
+  uint32_t lgv_out;             /* outputs of the Langevin model (1 or dim; 0 = none) */
+  float *pe, *lgv_pe;           /* time frequencies, float32 as the reference computes them */
+  double log_z, log_z_grad;
+  tchi_gemm gemm;
+  struct tchi_dws *ws;          /* evaluation workspace (grown on demand, reused) */
+} tchi_dnet;
+
+/* New network: weights from rng (PyTorch nn.Linear default U(-1/sqrt(fan_in), +) for every
+ * layer in parameter order, W then b; PIS phases N(0, 1)), then the reference's zero_init:
+ * the last layer of the joint policy W = 0, b = 0 (the initial sampler is Brownian motion),
+ * of the Langevin model W = 0, b = 0.01. log Z = spec->log_z_init. */
+tch_status tchi_dnet_create(const tchi_dnet_spec *spec, tchi_rng *rng, tchi_dnet **out);
+tch_status tchi_dnet_clone(const tchi_dnet *src, tchi_dnet **out);   /* weights, log Z, grads */
+void tchi_dnet_free(tchi_dnet *net);
+void tchi_dnet_zero_grad(tchi_dnet *net);   /* network gradients and log_z_grad */
+
+/* Fills out[0..k) (k returned, <= TCHI_DNET_MAX_GROUPS): time encoder, state encoder, joint
+ * policy, Langevin model (only with spec.langevin), all at lr_policy, then log Z (double,
+ * only with spec.learn_log_z) at lr_flow; weight_decay on every group as torch's Adam. */
+size_t tchi_dnet_param_groups(tchi_dnet *net, double lr_policy, double lr_flow,
+                              double weight_decay, tchi_param_group *out);
+
+/* Serialisation: architecture, gemm kernel request, weights and log Z, behind a tag and a
+ * format version. Truncated or malformed input is TCH_E_IO, another format version
+ * TCH_E_VERSION; *out = NULL on failure. */
+void tchi_dnet_write(const tchi_dnet *net, struct tchi_writer *w);
+tch_status tchi_dnet_read(struct tchi_reader *r, tchi_dnet **out);
+
+/* ---- network evaluation (module-internal) ------------------------------------------------ */
+/* One evaluation covers k consecutive time steps i0..i0+k-1 of m rows each, rows ordered
+ * step-major (row j m + r = row r at step i0 + j). The caller stages states (and for
+ * Langevin nets the sanitised grad log R) in double in tchi_dnet_stage's buffers, then
+ * tchi_dnet_forward writes the Gaussian parameters mean and log sigma^2 (k m x dim, double)
+ * to the workspace. With keep != 0 it keeps what tchi_dnet_backward needs; the backward
+ * takes dL/dmean and dL/dlogvar in the buffers tchi_dnet_grad_in returns and accumulates
+ * into net->grads. */
+tch_status tchi_dnet_reserve(tchi_dnet *net, uint32_t k, size_t m, int keep);
+void tchi_dnet_stage(tchi_dnet *net, double **x, double **g);   /* (k m) x dim each; g NULL without Langevin */
+void tchi_dnet_forward(tchi_dnet *net, uint32_t i0, uint32_t k, size_t m, int keep,
+                       const double **mean, const double **logvar);
+void tchi_dnet_grad_in(tchi_dnet *net, double **d_mean, double **d_logvar);
+tch_status tchi_dnet_backward(tchi_dnet *net);   /* TCH_E_STATE without a kept forward */
+/* n doubles of scratch owned by the workspace (valid until the next call); NULL with the
+ * error recorded if it cannot grow. */
+double *tchi_dnet_scratch(tchi_dnet *net, size_t n);
+
+/* ---- elementwise kernels (gelu.c) ------------------------------------------------------------ */
+void tchi_dgelu(size_t n, float *x);                         /* x <- x Phi(x) */
+void tchi_dgelu_der(size_t n, float *x, float *der);         /* also der <- d/dx of it */
+/* y[r] <- GELU(y[r] + b) for every row, der (may be NULL) <- its derivative. */
+void tchi_dbias_gelu(size_t rows, size_t cols, float *y, const float *b, float *der);
+void tchi_dmul(size_t n, float *y, const float *a);          /* y <- y * a */
+void tchi_dadd_row(size_t rows, size_t cols, float *y, const float *b);   /* y[r] += b */
+void tchi_dcolsum(size_t rows, size_t cols, const float *y, double *acc); /* acc += sum_r y[r] */
+
+/* ---- Gaussian kernels (kernels.c) ------------------------------------------------------------ */
+#define TCHI_LOG_2PI 1.83787706640934548356
+/* log P_F of s1 given s0: -1/2 sum_d [ ((s1 - s0 - dt mean)/(sqrt(dt) sigma))^2 + log 2pi
+ * + log dt + logvar ], sigma^2 = exp(logvar) (gfn.py get_trajectory_fwd). */
+double tchi_dkernel_log_pf(uint32_t dim, double dt, const double *s0, const double *s1,
+                           const double *mean, const double *logvar);
+/* Same value; adds coef * d log P_F / d mean and / d logvar to d_mean, d_logvar. */
+double tchi_dkernel_log_pf_grad(uint32_t dim, double dt, const double *s0, const double *s1,
+                                const double *mean, const double *logvar, double coef,
+                                double *d_mean, double *d_logvar);
+/* Brownian bridge to 0 for step i (1 <= i < T): P_B(s_i | s_{i+1}) = N(factor s_{i+1}, var),
+ * factor = i/(i+1), var = t_scale dt i/(i+1). */
+void tchi_dbridge(uint32_t i, double dt, double t_scale, double *factor, double *var);
+/* log P_B(s_i | s_{i+1}); 0 for i == 0 (s_0 = 0 is deterministic). */
+double tchi_dkernel_log_pb(uint32_t dim, uint32_t i, double dt, double t_scale,
+                           const double *s_i, const double *s_next);
+
+/* ---- trajectory batches (traj.c) ------------------------------------------------------------- */
+typedef struct tchi_dtraj {
+  size_t n, cap;
+  uint32_t T, dim;
+  double *states;               /* cap x (T+1) x dim */
+  double *log_pf;               /* cap: sum_i log P_F,i under the net that made the batch */
+  double *log_pb;               /* cap: sum_i log P_B,i */
+  double *grad;                 /* Langevin nets: cap x T x dim, sanitised grad log R(s_i),
+                                   i < T (NULL otherwise) */
+  int grad_valid;               /* grad holds the values for these states */
+  double *scr; size_t scr_cap;  /* scratch for reward callbacks */
+} tchi_dtraj;
+
+void tchi_dtraj_init(tchi_dtraj *t);
+void tchi_dtraj_destroy(tchi_dtraj *t);
+/* Room for n trajectories of T steps in dimension dim (with_grad: the grad array too);
+ * sets t->n = n. Growing keeps the contents; another T or dim discards them. */
+tch_status tchi_dtraj_reserve(tchi_dtraj *t, uint32_t T, uint32_t dim, size_t n, int with_grad);
+static inline double *tchi_dtraj_state(const tchi_dtraj *t, size_t i, uint32_t k)
+{ return t->states + (i * ((size_t)t->T + 1) + k) * t->dim; }
+/* Terminal states s_T of every trajectory into out (n x dim). */
+void tchi_dtraj_terminals(const tchi_dtraj *t, double *out);
+/* Keeps the trajectories with keep[i] != 0, in order; t->n becomes their count. */
+void tchi_dtraj_compact(tchi_dtraj *t, const uint8_t *keep);
+
+/* Forward sampling of n trajectories from s_0 = 0 (get_trajectory_fwd). expl_std > 0
+ * samples with variance exp(logaddexp(log sigma^2, 2 log(expl_std / sqrt(dt)))) while log
+ * P_F stays under the unexplored sigma. rw: the Langevin gradient (required iff
+ * spec.langevin, else ignored). Fills states, log_pf, log_pb (and grad). */
+tch_status tchi_dsample_forward(tchi_dnet *net, const tchi_dreward *rw, tchi_rng *rng,
+                                size_t n, double expl_std, tchi_dtraj *out);
+/* Backward sampling from terminal points x (n x dim) through the bridge
+ * (get_trajectory_bwd); log P_F of the observed steps under net, without gradient. */
+tch_status tchi_dsample_backward(tchi_dnet *net, const tchi_dreward *rw, tchi_rng *rng,
+                                 size_t n, const double *x, tchi_dtraj *out);
+/* n samples x (n x dim) from the sampler without exploration; scratch holds the
+ * trajectories afterwards (gfn.py sample). */
+tch_status tchi_dsample(tchi_dnet *net, const tchi_dreward *rw, tchi_rng *rng, size_t n,
+                        tchi_dtraj *scratch, double *x);
+/* chunk = 0 picks max(1, TCHI_DCHUNK_ROWS / n) time steps per block: bench_diffusion
+ * measured 2 to 6 steps of 500 rows within 2% of each other (1 and 10 slower), and rows
+ * bound the workspace for large batches. */
+#define TCHI_DCHUNK_ROWS 2000
+/* Sums of log P_F of t's trajectories under the current net (no gradient), chunk time steps
+ * per evaluation (0 = automatic, see TCHI_DCHUNK_ROWS). Needs t->grad for Langevin nets. */
+tch_status tchi_dnet_log_pf(tchi_dnet *net, const tchi_dtraj *t, uint32_t chunk,
+                            double *log_pf);
+
+/* Module-internal helpers: argument checks of a batch against a net (TCH_E_ARG), the
+ * effective chunk size, and staging of steps i0..i0+k-1 of t for tchi_dnet_forward. */
+tch_status tchi_dtraj_check(tchi_dnet *net, const tchi_dtraj *t, const char *fn);
+uint32_t tchi_dchunk(const tchi_dnet *net, size_t n, uint32_t chunk);
+void tchi_dtraj_stage(tchi_dnet *net, const tchi_dtraj *t, uint32_t i0, uint32_t k);
+
+/* ---- trajectory balance (tb.c) ---------------------------------------------------------------- */
+/* fwd_tb / bwd_tb on fixed trajectories: r_i = sum log P_F + log Z - sum log P_B - log R,
+ * loss = mean_i w_i r_i^2 / 2 (w = 1 when weight == NULL), delta_i = -r_i
+ * (= log R + sum log P_B - sum log P_F - log Z, pre-update). log_pf_known: the sums of
+ * log P_F under the current net if the caller has them (t->log_pf right after sampling with
+ * this net, unchanged since), or NULL to recompute them (one extra forward pass). With grad,
+ * accumulates d loss / d parameters into net->grads and (if spec.learn_log_z) log_z_grad,
+ * processing chunk time steps per block (rows = n chunk; 0 = automatic) with the forward
+ * of each block kept only until its backward. Non-finite residuals are TCH_E_NUMERIC, and
+ * then no gradient is accumulated. delta, loss may be NULL. */
+tch_status tchi_dtb_loss(tchi_dnet *net, const tchi_dtraj *t, const double *log_r,
+                         const double *log_pf_known, const double *weight, uint32_t chunk,
+                         int grad, double *delta, double *loss);
+
+#endif /* TCHI_DIFFUSION_H */

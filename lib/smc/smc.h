@@ -1,0 +1,227 @@
+/* Sequential Monte Carlo primitives of Reinforced SMC (spec: shared/spec/reinforced-smc.md
+ * §4, §6) and the importance-weighted replay buffer. Internal: tchi_ prefix.
+ *
+ * Everything here works on log-weights in double precision, always max-shifted before
+ * exponentiating. A log-weight may be -inf (a weight of zero); NaN and +inf are errors
+ * wherever a status is returned. Nothing allocates per call: the resamplers and the
+ * tempering need no memory, the partial resampling takes caller scratch, and the buffer
+ * keeps its own workspace, grown with its content.
+ *
+ * References (read, not copied): nolerk/gfn-smc-jax algorithms/gfn_tb/sampling_utils.py
+ * (ess, binary_search_smoothing, systematic, stratified, multinomial),
+ * algorithms/gfn_subtb_smc/gfn_subtb_smc_rnd.py (resampling, the chunk loop),
+ * algorithms/gfn_tb/buffer.py (the terminal-state buffer); hyeok9855/gfn-smc-torch
+ * utils/sampling_utils.py, utils/train_utils.py, buffers/buffers.py. */
+#ifndef TCHI_SMC_H
+#define TCHI_SMC_H
+#include <stddef.h>
+#include <stdint.h>
+#include "core/core.h"
+#include "io/io.h"
+
+/* ---- log-weight utilities (weights.c) -------------------------------------------------- */
+
+/* log Σ_i exp(lw_i), max-shifted. -inf when n == 0 or every entry is -inf; NaN if an entry
+ * is NaN; +inf if an entry is +inf. */
+double tchi_smc_logsumexp(size_t n, const double *lw);
+/* log((1/n) Σ_i exp(lw_i)) (NaN for n == 0). */
+double tchi_smc_log_mean_exp(size_t n, const double *lw);
+/* Normalised weights of the tempered log-weights alpha lw (alpha in [0, 1]):
+ * p_i = exp(alpha lw_i) / Σ_j exp(alpha lw_j); alpha = 0 gives equal weights over the
+ * entries that are not -inf (and 0 for those). *out_lse (may be NULL) = log Σ_j exp(alpha lw_j).
+ * TCH_E_NUMERIC if an entry is NaN or +inf or every entry is -inf (p is then unspecified);
+ * TCH_E_ARG for n == 0 or alpha outside [0, 1]. */
+tch_status tchi_smc_normalised_weights(size_t n, const double *lw, double alpha, double *p,
+                                       double *out_lse);
+/* In place lw_i <- lw_i - logsumexp(lw) (log-softmax); returns the logsumexp that was
+ * subtracted (-inf / NaN as tchi_smc_logsumexp, in which case lw is left unchanged). */
+double tchi_smc_log_normalise(size_t n, double *lw);
+/* Kish effective sample size of the weights exp(alpha lw_i):
+ * ESS = (Σ w)² / Σ w² in [1, n]; 0 when every entry is -inf (or n == 0); NaN if an entry is
+ * NaN or +inf. tchi_smc_ess_normalised is ESS / n, the ESS_n of §4. Invariant under
+ * lw -> lw + c. */
+double tchi_smc_ess(size_t n, const double *lw, double alpha);
+double tchi_smc_ess_normalised(size_t n, const double *lw, double alpha);
+/* One SMC reweighting (§4 step 2.3): lw_i += log_g_i for every i, then returns
+ * logsumexp_i(lw_i). When lw entered normalised (Σ exp = 1) this is log Σ_i W_i G_i, the
+ * estimate of log(Z_e / Z_s) that the running log Ẑ accumulates. */
+double tchi_smc_reweight(size_t n, double *lw, const double *log_g);
+/* The sampler's output weights (§4 step 3): from normalised lw and the running log Ẑ,
+ * out_i = lw_i + log Ẑ + log n, so that mean_i exp(out_i) = Ẑ: the scale of
+ * single-trajectory log-IWs, which lets both share the IW buffer. out may alias lw. */
+void tchi_smc_output_log_weights(size_t n, const double *lw, double log_z, double *out);
+
+/* ---- adaptive weight tempering (§4.1; weights.c) --------------------------------------- */
+
+/* Relative tolerance of the tempering solver: |ESS_n(lw / T*) - rho| <= rtol * rho. */
+#define TCHI_SMC_TEMPER_RTOL 1e-3
+/* The adaptive weight temperature T* = T*(lw; rho) >= 1 of §4.1:
+ *   T* = 1 when ESS_n(lw) >= rho (so also for rho <= 0);
+ *   otherwise the T > 1 with ESS_n(lw / T) = rho, within TCHI_SMC_TEMPER_RTOL, found by
+ *   bisection on log T in double after bracketing by factors of 10 (the reference's
+ *   bracket [1, 10] x 10^k);
+ *   T* = +inf when even T -> inf (equal weights over the entries that are not -inf) gives
+ *   ESS_n < rho, i.e. when fewer than rho n entries have a non-zero weight. The reference
+ *   would loop forever there; +inf makes the resampling uniform over those entries.
+ * ESS_n(lw / T) is non-increasing in 1/T, so the bisection is valid; T* does not change
+ * under lw -> lw + c. *out_ess (may be NULL) = ESS_n(lw / T*).
+ * TCH_E_ARG: n == 0, rho NaN or > 1. TCH_E_NUMERIC: an entry NaN or +inf, or all -inf. */
+tch_status tchi_smc_temperature(size_t n, const double *lw, double rho, double *out_temperature,
+                                double *out_ess);
+
+/* ---- resampling (§4.2; resample.c) ----------------------------------------------------- */
+
+typedef enum tchi_resampler {
+  TCHI_RESAMPLER_SYSTEMATIC = 0,   /* default */
+  TCHI_RESAMPLER_STRATIFIED = 1,
+  TCHI_RESAMPLER_MULTINOMIAL = 2
+} tchi_resampler;
+#define TCHI_RESAMPLER_COUNT 3
+/* "systematic", "stratified", "multinomial"; NULL for a value out of range. */
+const char *tchi_resampler_name(tchi_resampler r);
+/* Inverse of tchi_resampler_name; TCH_E_ARG (naming the choices) for an unknown name. */
+tch_status tchi_resampler_from_name(const char *name, tchi_resampler *out);
+
+/* Draws m ancestor indices, with replacement, from the non-negative weights w (n entries,
+ * finite, positive sum; they need not be normalised), with the references' conventions:
+ * positions u_k = (k + U_k) / m, k = 0..m-1, and A_k = the smallest i with C_i >= u_k,
+ * where C is the normalised cumulative sum of w (searchsorted, side left), clamped to the
+ * last i with w_i > 0 (so a zero weight is never drawn, even after rounding).
+ *   systematic:  one U for every position;
+ *   stratified:  an independent U_k per position;
+ *   multinomial: the m positions are m sorted i.i.d. uniforms (exponential spacings), so
+ *                the counts are those of m independent categorical draws.
+ * Uniforms come from tchi_rng_uniform_pos (never 0): systematic uses 1, stratified m,
+ * multinomial m + 1. O(n + m), no memory. The indices come out ascending for all three.
+ * TCH_E_ARG: NULL pointers, n == 0, n or m > UINT32_MAX; TCH_E_NUMERIC: a weight negative,
+ * NaN or infinite, or a zero (or overflowing) sum. Nothing is written on error. */
+tch_status tchi_resample(tchi_resampler kind, size_t n, const double *w, size_t m,
+                         tchi_rng *rng, uint32_t *out);
+
+/* What one adaptive partial resampling did (tchi_smc_resample_tempered). */
+typedef struct tchi_smc_resample_info {
+  double temperature;    /* T* used (1: ordinary resampling; +inf: uniform, see above) */
+  double ess_before;     /* ESS_n(lw) on entry */
+  double ess_tempered;   /* ESS_n(lw / T*) */
+  /* log((S / N) Σ_i W_{A_i}^{1 - 1/T*}) with W = softmax(lw), S = Σ_j W_j^{1/T*}: the
+   * random factor (of expectation 1) that the paper's estimator drops when it renormalises
+   * the carried weights. Adding it to log Ẑ gives the exactly unbiased variant
+   * (unbiased_partial_resampling, §4 notes); 0 when T* = 1. */
+  double log_correction;
+} tchi_smc_resample_info;
+
+/* Adaptive tempering + partial resampling of n particles (§4 step 2.4): T* = T*(lw; rho);
+ * n ancestors drawn by `kind` from the weights exp(lw / T*); then, in place,
+ * lw_i <- (1 - 1/T*) lw_{A_i} (the untempered remainder of the ancestor's log-weight; with
+ * T* = 1 every particle restarts at 0). The caller moves the particles' states with
+ * tchi_smc_gather and normalises lw afterwards (§4 step 2.5). scratch: n doubles. info may
+ * be NULL. Errors as tchi_smc_temperature and tchi_resample; lw and ancestors are then
+ * unspecified. */
+tch_status tchi_smc_resample_tempered(tchi_resampler kind, size_t n, double *lw, double rho,
+                                      tchi_rng *rng, uint32_t *ancestors, double *scratch,
+                                      tchi_smc_resample_info *info);
+
+/* dst row i = src row anc[i], rows of row_bytes bytes (n rows out). src and dst must not
+ * overlap. */
+void tchi_smc_gather(size_t n, size_t row_bytes, const uint32_t *anc, const void *src,
+                     void *dst);
+
+/* The resampling rule of §4 step 2.4: 1 iff resampling is on (target_ess < 1: the
+ * reference's switch, target_ess = 1 turns it off), the chunk just propagated is not the
+ * last (chunk + 1 < n_chunks) and ess_normalised < threshold (kappa, 0.2 by default). */
+int tchi_smc_should_resample(double ess_normalised, double threshold, double target_ess,
+                             uint32_t chunk, uint32_t n_chunks);
+
+/* ---- importance-weighted replay buffer (§6; iwbuf.c) ------------------------------------ */
+
+/* How an entry's sampling priority p (a log-weight) is set at insertion (§6.2). */
+typedef enum tchi_iwbuf_priority {
+  TCHI_IWBUF_PIW = 0,      /* p = raw log importance weight; tempered buffer-wide at sampling */
+  TCHI_IWBUF_UIW = 1,      /* each inserted batch tempered to target_ess by itself, then
+                              log-softmax normalised inside the batch */
+  TCHI_IWBUF_REWARD = 2,   /* p = log R */
+  TCHI_IWBUF_LOSS = 3,     /* p = log(loss) (per-sample TB loss) */
+  TCHI_IWBUF_NONE = 4      /* p = 1: uniform */
+} tchi_iwbuf_priority;
+#define TCHI_IWBUF_PRIORITY_COUNT 5
+/* "piw", "uiw", "reward", "loss", "none"; NULL out of range. */
+const char *tchi_iwbuf_priority_name(tchi_iwbuf_priority p);
+tch_status tchi_iwbuf_priority_from_name(const char *name, tchi_iwbuf_priority *out);
+
+typedef struct tchi_iwbuf_params {
+  uint32_t dim;                  /* doubles per sample x (>= 1) */
+  size_t capacity;               /* entries kept (FIFO), 1..UINT32_MAX */
+  tchi_iwbuf_priority priority;  /* default piw */
+  double target_ess;             /* rho_buf in [0, 1], default 0.05: piw tempers the whole
+                                    buffer to it at every draw, uiw each batch at insertion
+                                    (0: no tempering) */
+  tchi_resampler resampler;      /* how draws are made; default systematic */
+  double log_r_min;              /* samples with log R <= this are dropped at insertion
+                                    (TORCH's logr_lb); default -inf: keep every sample
+                                    with log R > -inf */
+} tchi_iwbuf_params;
+void tchi_iwbuf_params_default(tchi_iwbuf_params *p, uint32_t dim, size_t capacity);
+
+/* A FIFO ring of terminal samples. Entries live in slots 0..n-1; while the buffer is not
+ * full, slot = insertion order and `head` = n; once full, the next insertion overwrites
+ * slot `head` (the oldest) and head advances. Draws walk the slots in slot order, as the
+ * reference's ring does, so a buffer read back from its serialisation draws identically. */
+typedef struct tchi_iwbuf {
+  tchi_iwbuf_params prm;
+  size_t n;              /* live entries */
+  size_t head;           /* slot of the next insertion */
+  uint64_t n_added;      /* entries ever inserted (dropped ones excluded) */
+  size_t alloc;          /* slots allocated (grows geometrically up to the capacity) */
+  double *x;             /* alloc x dim */
+  double *log_r;         /* alloc */
+  double *log_iw;        /* alloc; NaN when the inserter gave none */
+  double *prio;          /* alloc */
+  double *scratch;       /* alloc: sampling probabilities */
+  uint32_t *draw;        /* draw_cap: drawn slots when the caller does not want them */
+  size_t draw_cap;
+  /* The last draw: temperature T_buf (1 unless piw) and ESS_n of its probabilities. */
+  double last_temperature, last_ess;
+} tchi_iwbuf;
+
+/* TCH_E_ARG for invalid parameters (the message names the field), TCH_E_NOMEM. Memory
+ * grows with the content, not with the capacity. */
+tch_status tchi_iwbuf_create(const tchi_iwbuf_params *p, tchi_iwbuf **out);
+void tchi_iwbuf_free(tchi_iwbuf *b);   /* NULL is a no-op */
+void tchi_iwbuf_clear(tchi_iwbuf *b);
+
+/* Inserts a batch of n samples in order (oldest first): x (n x dim), log_r (n), and, as the
+ * mode needs them, log_iw (n; required for piw and uiw, stored whenever given) and loss
+ * (n, >= 0; required for loss). For piw the log-weights must be unnormalised log-IWs on a
+ * common scale (log R + Σ log p_B - log p_0 - Σ log q, or SMC's log ŵ). Samples with
+ * log_r <= log_r_min are skipped (uiw's batch normalisation still covers them, as TORCH).
+ * A batch larger than the capacity keeps its last `capacity` samples.
+ * The whole batch is validated and memory reserved first: on any error nothing changes.
+ * TCH_E_ARG: NULL arrays the mode needs; TCH_E_NUMERIC: x not finite, log_r NaN or +inf,
+ * log_iw NaN or +inf (piw/uiw), loss negative/NaN/+inf, or a uiw batch without a finite
+ * log-weight. TCH_E_NOMEM. *out_added (may be NULL) = samples kept. */
+tch_status tchi_iwbuf_add(tchi_iwbuf *b, size_t n, const double *x, const double *log_r,
+                          const double *log_iw, const double *loss, size_t *out_added);
+
+/* m draws with replacement (§6.3): probabilities softmax(p / T_buf) over every live entry,
+ * in slot order, with T_buf = T*(p; target_ess) for piw and 1 otherwise; slots drawn by the
+ * buffer's resampler with the caller's rng. Writes out_x (m x dim), out_log_r, out_log_iw
+ * and out_slot (m each); any may be NULL. Records last_temperature and last_ess.
+ * TCH_E_STATE: empty buffer and m > 0; TCH_E_NUMERIC: every priority is -inf;
+ * TCH_E_NOMEM (first call needing a larger index workspace when out_slot is NULL). */
+tch_status tchi_iwbuf_sample(tchi_iwbuf *b, tchi_rng *rng, size_t m, double *out_x,
+                             double *out_log_r, double *out_log_iw, uint32_t *out_slot);
+
+/* Slot of the i-th entry in FIFO order (0 = oldest), i < b->n. */
+size_t tchi_iwbuf_slot(const tchi_iwbuf *b, size_t i);
+/* Copies slot s's fields (s < b->n); any output may be NULL. */
+void tchi_iwbuf_get(const tchi_iwbuf *b, size_t slot, double *x, double *log_r, double *log_iw,
+                    double *priority);
+
+/* Serialisation body for checkpoints: tag "TCIW", format, parameters, n, head, n_added and
+ * the n slots in slot order. Errors stick in w->status. */
+void tchi_iwbuf_write(const tchi_iwbuf *b, tchi_writer *w);
+/* Reads a body written by tchi_iwbuf_write. Malformed or truncated input is TCH_E_IO
+ * (naming r->path), another format TCH_E_VERSION; TCH_E_NOMEM. */
+tch_status tchi_iwbuf_read(tchi_reader *r, tchi_iwbuf **out);
+
+#endif /* TCHI_SMC_H */
