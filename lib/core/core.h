@@ -76,6 +76,11 @@ enum {
 };
 /* stream id = purpose << 48 | index (index: step number, or any sub-index < 2^48). */
 uint64_t tchi_stream_id(unsigned purpose, uint64_t index);
+
+/* ---- numerics (logsumexp.c) ---------------------------------------------------------- */
+/* log sum_i exp(a_i), stable: NaN if any a_i is NaN, -inf for n = 0 or all -inf, +inf if
+ * some a_i is +inf. */
+double tchi_log_sum_exp(size_t n, const double *a);
 void tchi_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 void tchi_rng_seed(tchi_rng *r, uint64_t seed, uint64_t stream);
 uint32_t tchi_rng_u32(tchi_rng *r);

@@ -23,12 +23,8 @@ static double max_or_nan(size_t n, const double *a)
 
 double tchi_logsumexp(size_t n, const double *a)
 {
-  if (n == 0) return NAN;
-  double m = max_or_nan(n, a);
-  if (isnan(m) || isinf(m)) return m;   /* NaN, all -inf, or some +inf */
-  double s = 0.0;
-  for (size_t i = 0; i < n; i++) s += exp(a[i] - m);
-  return m + log(s);
+  if (n == 0) return NAN;   /* the metrics report an empty sample as NaN */
+  return tchi_log_sum_exp(n, a);
 }
 
 double tchi_logmeanexp(size_t n, const double *a)

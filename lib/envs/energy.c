@@ -72,6 +72,23 @@ tch_status tchi_env_create_energy(const tch_energy_desc *desc, const tch_config 
   return TCH_OK;
 }
 
+tch_status tchi_env_create_builtin_energy(uint32_t dim, tch_log_density_fn log_density,
+                                          double log_Z, void *user, tchi_energy_sampler sample,
+                                          const tch_config *c, tch_env **out)
+{
+  tch_energy_desc d;
+  tch_energy_desc_init(&d);
+  d.dim = dim;
+  d.flags = TCH_ENERGY_HAS_GRAD;
+  d.log_density = log_density;
+  d.log_Z = log_Z;
+  d.user = user;
+  tch_status st = tchi_env_create_energy(&d, c, out);
+  if (st != TCH_OK) return st;
+  (*out)->builtin_sample = sample;
+  return TCH_OK;
+}
+
 tch_status tch_env_create_energy(const tch_energy_desc *d, const tch_config *c, tch_env **out)
 {
   return tchi_env_create_energy(d, c, out);

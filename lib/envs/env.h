@@ -77,6 +77,11 @@ tch_status tchi_env_create_discrete(const tch_discrete_env_desc *d, tch_env **ou
 /* Energy envs (energy.c). The generic constructor used by tch_env_create_energy and the
  * built-ins (c may be NULL: defaults). */
 tch_status tchi_env_create_energy(const tch_energy_desc *d, const tch_config *c, tch_env **out);
+/* A built-in target: density with gradient (TCH_ENERGY_HAS_GRAD), known log Z and an exact
+ * sampler; user is passed to log_density (not freed: built-ins free it via builtin_free). */
+tch_status tchi_env_create_builtin_energy(uint32_t dim, tch_log_density_fn log_density,
+                                          double log_Z, void *user, tchi_energy_sampler sample,
+                                          const tch_config *c, tch_env **out);
 /* Checked log density: n points x (n x dim) -> out_log_p (n) and, unless out_grad is NULL,
  * the gradient (n x dim). TCH_E_ARG for a discrete env or NULL pointers, TCH_E_STATE for a
  * gradient from an env without TCH_ENERGY_HAS_GRAD, TCH_E_CALLBACK (code recorded for

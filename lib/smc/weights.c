@@ -24,15 +24,7 @@ static int scan_log_weights(size_t n, const double *lw, double *max, size_t *n_f
 
 double tchi_smc_logsumexp(size_t n, const double *lw)
 {
-  double m = -INFINITY;
-  for (size_t i = 0; i < n; i++) {
-    if (isnan(lw[i])) return NAN;
-    if (lw[i] > m) m = lw[i];
-  }
-  if (m == -INFINITY || m == INFINITY) return m;
-  double s = 0.0;
-  for (size_t i = 0; i < n; i++) s += exp(lw[i] - m);   /* exp(-inf) = 0 */
-  return m + log(s);
+  return tchi_log_sum_exp(n, lw);
 }
 
 double tchi_smc_log_mean_exp(size_t n, const double *lw)

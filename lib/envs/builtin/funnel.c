@@ -81,14 +81,7 @@ tch_status tch_env_create_funnel(uint32_t dim, const tch_config *c, tch_env **ou
   if (dim < 2 || dim > FUNNEL_MAX_DIM)
     return tchi_fail(TCH_E_ARG, "tch_env_create_funnel: dim = %u is outside [2, %u]",
                      (unsigned)dim, (unsigned)FUNNEL_MAX_DIM);
-  tch_energy_desc d;
-  tch_energy_desc_init(&d);
-  d.dim = dim;
-  d.flags = TCH_ENERGY_HAS_GRAD;
-  d.log_density = tchi_funnel_log_density;
-  d.log_Z = 0.0;   /* normalised */
-  tch_status st = tchi_env_create_energy(&d, c, out);
-  if (st != TCH_OK) return st;
-  (*out)->builtin_sample = funnel_sample;
-  return TCH_OK;
+  /* normalised: log Z = 0 */
+  return tchi_env_create_builtin_energy(dim, tchi_funnel_log_density, 0.0, NULL, funnel_sample,
+                                        c, out);
 }

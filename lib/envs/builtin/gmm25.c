@@ -97,14 +97,7 @@ tch_status tch_env_create_gmm25(const tch_config *c, tch_env **out)
 {
   if (out) *out = NULL;
   if (!out) return tchi_fail(TCH_E_ARG, "tch_env_create_gmm25: out is NULL");
-  tch_energy_desc d;
-  tch_energy_desc_init(&d);
-  d.dim = GMM_DIM;
-  d.flags = TCH_ENERGY_HAS_GRAD;
-  d.log_density = tchi_gmm25_log_density;
-  d.log_Z = 0.0;   /* the mixture is normalised */
-  tch_status st = tchi_env_create_energy(&d, c, out);
-  if (st != TCH_OK) return st;
-  (*out)->builtin_sample = gmm25_sample;
-  return TCH_OK;
+  /* the mixture is normalised: log Z = 0 */
+  return tchi_env_create_builtin_energy(GMM_DIM, tchi_gmm25_log_density, 0.0, NULL, gmm25_sample,
+                                        c, out);
 }

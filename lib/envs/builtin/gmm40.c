@@ -181,20 +181,14 @@ tch_status tch_env_create_gmm40(uint32_t dim, const tch_config *c, tch_env **out
     for (size_t k = 0; k < n_means; k++)
       g->means[k] = GMM40_LOC_SCALE * (2.0 * tchi_rng_uniform(&rng) - 1.0);
   }
-  tch_energy_desc d;
-  tch_energy_desc_init(&d);
-  d.dim = dim;
-  d.flags = TCH_ENERGY_HAS_GRAD;
-  d.log_density = tchi_gmm40_log_density;
-  d.log_Z = 0.0;   /* the mixture is normalised */
-  d.user = g;      /* freed through e->builtin_free, not user_free */
-  tch_status st = tchi_env_create_energy(&d, c, out);
+  /* the mixture is normalised (log Z = 0); g is freed through builtin_free, not user_free */
+  tch_status st = tchi_env_create_builtin_energy(dim, tchi_gmm40_log_density, 0.0, g,
+                                                 gmm40_sample, c, out);
   if (st != TCH_OK) {
     tchi_free(g);
     return st;
   }
   (*out)->builtin = g;
   (*out)->builtin_free = tchi_free;
-  (*out)->builtin_sample = gmm40_sample;
   return TCH_OK;
 }

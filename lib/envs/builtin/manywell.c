@@ -97,14 +97,7 @@ tch_status tch_env_create_manywell(const tch_config *c, tch_env **out)
 {
   if (out) *out = NULL;
   if (!out) return tchi_fail(TCH_E_ARG, "tch_env_create_manywell: out is NULL");
-  tch_energy_desc d;
-  tch_energy_desc_init(&d);
-  d.dim = MW_DIM;
-  d.flags = TCH_ENERGY_HAS_GRAD;
-  d.log_density = tchi_manywell_log_density;
-  d.log_Z = (double)(MW_DIM / 2) * (log(MW_Z_EVEN) + MW_HALF_LOG_2PI);
-  tch_status st = tchi_env_create_energy(&d, c, out);
-  if (st != TCH_OK) return st;
-  (*out)->builtin_sample = manywell_sample;
-  return TCH_OK;
+  const double log_Z = (double)(MW_DIM / 2) * (log(MW_Z_EVEN) + MW_HALF_LOG_2PI);
+  return tchi_env_create_builtin_energy(MW_DIM, tchi_manywell_log_density, log_Z, NULL,
+                                        manywell_sample, c, out);
 }
