@@ -13,11 +13,16 @@ them): the importance-weighted log Z estimate, its error against the known log Z
 (eval.delta_log_z = log Z - estimate, as the reference's delta_log_Z), ELBO, EUBO, the
 effective sample size (percent of the samples), W2 against exact target samples (25GMM
 only: the distance is not informative in 32-D) and the wall time per run. Runs whose last
-record is not final (interrupted, still running) are listed but left out of the statistics.
+record is not final (interrupted, still running, stopped by --until) are listed but left out
+of the statistics. Runs made with --eval-every (finished or not) also give a second table per
+target: the same metrics at every intermediate evaluation, by iteration, over the seeds that
+reached it.
 With --update FILE the tables replace what lies between the lines "<!-- results:begin -->"
 and "<!-- results:end -->" of FILE. Python 3 standard library only.
 """
 import argparse
+import csv
+import json
 import math
 import os
 import re
@@ -55,13 +60,71 @@ def collect(directory, names):
         if names and m.group("name") not in names:
             continue
         rec = sg.last_record(os.path.join(directory, fn))
-        entry = runs.setdefault(m.group("name"), {"done": [], "partial": []})
+        entry = runs.setdefault(m.group("name"), {"done": [], "partial": [], "paths": []})
+        entry["paths"].append((int(m.group("seed")), os.path.join(directory, fn)))
         if rec and rec.get("final") == 1.0:
             entry["done"].append((int(m.group("seed")), rec))
         else:
             step = rec.get("step", math.nan) if rec else math.nan
             entry["partial"].append((int(m.group("seed")), step))
     return runs
+
+
+def eval_records(path):
+    """{step: record} of the intermediate evaluations (non-final records with eval.log_z)."""
+    out = {}
+    with open(path, newline="") as f:
+        lines = [ln for ln in f.read().split("\n") if ln.strip()]
+    if path.endswith(".jsonl"):
+        recs = []
+        for ln in lines:
+            try:
+                recs.append({k: sg.number(v) for k, v in json.loads(ln).items()})
+            except ValueError:
+                continue
+    else:
+        rows = list(csv.reader(lines))
+        recs = [{k: sg.number(v) for k, v in zip(rows[0], r)} for r in rows[1:]
+                if len(r) == len(rows[0])] if rows else []
+    for r in recs:
+        if r.get("final") != 1.0 and not math.isnan(r.get("eval.log_z", math.nan)):
+            out[int(r["step"])] = r
+    return out
+
+
+def metric_cells(recs, log_z, w2):
+    cells = [fmt([r.get("eval.log_z", math.nan) for r in recs], "{:.3f}"),
+             fmt([r.get("eval.delta_log_z", log_z - r.get("eval.log_z", math.nan))
+                  for r in recs], "{:.3f}"),
+             fmt([r.get("eval.elbo", math.nan) for r in recs], "{:.3f}"),
+             fmt([r.get("eval.eubo", math.nan) for r in recs], "{:.3f}"),
+             fmt([100 * r.get("eval.ess_fraction", math.nan) for r in recs], "{:.1f}")]
+    if w2:
+        cells.append(fmt([r.get("eval.w2", math.nan) for r in recs], "{:.3f}"))
+    return cells
+
+
+def curve_table(runs, target, log_z, rows):
+    """Intermediate evaluations of every run of target (finished or not), by iteration."""
+    w2 = target == "gmm25"
+    body = []
+    for method, label in rows:
+        entry = runs["diffusion_%s_%s" % (target, method)]
+        by_step = {}
+        for seed, path in sorted(entry["paths"]):
+            for step, rec in eval_records(path).items():
+                by_step.setdefault(step, []).append((seed, rec))
+        for step in sorted(by_step):
+            recs = by_step[step]
+            body.append("| " + " | ".join(
+                [label, str(step), ",".join(str(sd) for sd, _ in recs)] +
+                metric_cells([r for _, r in recs], log_z, w2)) + " |")
+    if not body:
+        return []
+    head = ["method", "iteration", "seeds", "log Z (IS)", "Δ log Z", "ELBO", "EUBO",
+            "ESS %"] + (["W2"] if w2 else [])
+    return (["Intermediate evaluations (`--eval-every`; same metrics, same sample count):\n",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + body + [""])
 
 
 def tables(runs):
@@ -84,22 +147,16 @@ def tables(runs):
             done = [r for _, r in sorted(entry["done"], key=lambda x: x[0])]
             seeds = ",".join(str(s) for s, _ in sorted(entry["done"], key=lambda x: x[0]))
             if entry["partial"]:
-                seeds += "%s(running: %s)" % (" " if seeds else "", ", ".join(
+                seeds += "%s(unfinished: %s)" % (" " if seeds else "", ", ".join(
                     "s%d at %s" % (s, "?" if math.isnan(st) else "%.0f" % st)
                     for s, st in sorted(entry["partial"])))
             steps = sorted({int(r["step"]) for r in done if not math.isnan(r.get("step", math.nan))})
-            cells = [label, seeds or "—", ",".join(map(str, steps)) or "—",
-                     fmt([r.get("eval.log_z", math.nan) for r in done], "{:.3f}"),
-                     fmt([r.get("eval.delta_log_z", log_z - r.get("eval.log_z", math.nan))
-                          for r in done], "{:.3f}"),
-                     fmt([r.get("eval.elbo", math.nan) for r in done], "{:.3f}"),
-                     fmt([r.get("eval.eubo", math.nan) for r in done], "{:.3f}"),
-                     fmt([100 * r.get("eval.ess_fraction", math.nan) for r in done], "{:.1f}")]
-            if w2:
-                cells.append(fmt([r.get("eval.w2", math.nan) for r in done], "{:.3f}"))
+            cells = ([label, seeds or "—", ",".join(map(str, steps)) or "—"] +
+                     metric_cells(done, log_z, w2))
             cells.append(fmt([r.get("wall_s", math.nan) for r in done], "{:.0f}"))
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+        out += curve_table(runs, target, log_z, rows)
     if not out:
         out.append("No runs yet.\n")
     return "\n".join(out)

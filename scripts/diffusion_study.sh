@@ -11,7 +11,9 @@
 # build/tools/teacher), OUT (default results/diffusion), CKPT_EVERY (checkpoint interval,
 # default 250 iterations), SETS (space-separated KEY=VALUE overrides for new runs, e.g.
 # "train.steps=200" for a shortened study; a resumed run keeps its checkpoint's, and env.*
-# keys must stay as CONFIG has them for --resume to accept it), PLOT (1 =
+# keys must stay as CONFIG has them for --resume to accept it), RUN_ARGS (`teacher train`
+# options added to every run, new or resumed: "--until 2000 --eval-every 500" takes the runs
+# to iteration 2000, evaluating every 500; without --until they later run to the end), PLOT (1 =
 # write OUT/NAME_sS.png at the end of each run, the default; 0 = no plots).
 #
 # Each run is `teacher train CFG --set seed=S --metrics OUT/NAME_sS.csv --checkpoint

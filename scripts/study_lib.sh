@@ -3,7 +3,10 @@
 # configuration arguments, one resumable run, and the JOBS-wide scheduler with Ctrl-C
 # handling. The caller sets TEACHER, OUT, SEEDS, JOBS, CKPT_EVERY, CONFIG_DIR and die(), and
 # may define run_extra_args NAME BASE (appends a run's extra arguments to the array run_extra)
-# and the array new_run_args (extra arguments of runs that start from scratch).
+# and the array new_run_args (extra arguments of runs that start from scratch). RUN_ARGS (from
+# the environment, split on spaces) adds `teacher train` options to every run, new or resumed:
+# e.g. RUN_ARGS="--until 2000 --eval-every 500" takes every run to step 2000 and evaluates it
+# on the way; the same command without --until later finishes them.
 
 # study_configs DEFAULT_GLOB [CONFIG ...]: fills the array configs (and creates OUT).
 study_configs() {
@@ -51,6 +54,8 @@ run_one() {
   run_extra=()
   if declare -F run_extra_args > /dev/null; then run_extra_args "$name" "$base"; fi
   args+=("${run_extra[@]}")
+  # shellcheck disable=SC2206
+  args+=(${RUN_ARGS:-})
   if [ -s "$base.tchk" ]; then
     args+=(--resume "$base.tchk")           # the checkpoint holds the seed and config
     echo "resume $name seed $seed"

@@ -37,9 +37,10 @@ tcli_metrics_format tcli_metrics_format_of(const char *path);
 int tcli_metrics_open(const char *path, const tch_trainer *tr, int resume, uint64_t start_step,
                       int keep_start, tcli_metrics **out, double *wall_offset, int *have_start, char *err,
                       size_t err_len);
-/* Appends one record and flushes. 0, or -1 with a message in err. */
+/* Appends one record and flushes; the eval.* metrics are written only when with_eval (the
+ * record follows an evaluation), NaN otherwise. 0, or -1 with a message in err. */
 int tcli_metrics_write(tcli_metrics *m, const tch_trainer *tr, double wall_s, int final,
-                       char *err, size_t err_len);
+                       int with_eval, char *err, size_t err_len);
 /* Closes the file; -1 (message in err) if a buffered write failed. NULL is a no-op. */
 int tcli_metrics_close(tcli_metrics *m, char *err, size_t err_len);
 

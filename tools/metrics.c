@@ -264,14 +264,17 @@ static void put_value(FILE *f, double v, int json)
 }
 
 int tcli_metrics_write(tcli_metrics *m, const tch_trainer *tr, double wall_s, int final,
-                       char *err, size_t err_len)
+                       int with_eval, char *err, size_t err_len)
 {
   const int json = m->fmt == TCLI_METRICS_JSONL;
   if (json) fputc('{', m->f);
   for (size_t i = 0; i < m->n; i++) {
     if (json) fprintf(m->f, "%s\"%s\":", i ? "," : "", m->names[i]);
     else if (i) fputc(',', m->f);
-    put_value(m->f, tcli_metric(tr, m->names[i]), json);
+    /* eval.* hold the trainer's last evaluation, which may be many steps old: only the
+     * records written right after one carry them. */
+    const int stale = !with_eval && strncmp(m->names[i], "eval.", 5) == 0;
+    put_value(m->f, stale ? NAN : tcli_metric(tr, m->names[i]), json);
   }
   if (json) fprintf(m->f, ",\"wall_s\":%.3f,\"final\":%d}\n", wall_s, final ? 1 : 0);
   else fprintf(m->f, "%s%.3f,%d\n", m->n ? "," : "", wall_s, final ? 1 : 0);

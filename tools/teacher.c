@@ -102,6 +102,10 @@ static const char usage_train[] =
   "  --log-every N            steps between metric records and progress lines\n"
   "                           (train.log_every; -1 = steps/5, 0 = start and end only)\n"
   "  --eval N                 final evaluation on N fresh samples (train.eval_samples; 0 = skip)\n"
+  "  --eval-every N           also evaluate every N steps during training, in that step's\n"
+  "                           metric record (train.eval_every; 0 = at the end only)\n"
+  "  --until STEP             stop after STEP (below the total): metric record and checkpoint,\n"
+  "                           exit 0; the run continues later with --resume (needs --checkpoint)\n"
   "  --save-policy PATH       save the trained Student policy (.tchp) at the end\n"
   "                           (discrete envs; diffusion trainers: use --checkpoint)\n"
   "  --quiet                  no progress output (the summary line is still printed)\n"
@@ -266,19 +270,26 @@ typedef struct train_run {
   tcli_metrics *metrics;
   const char *metrics_path;
   const char *ckpt_path;     /* NULL: no checkpoints */
-  uint64_t ckpt_every, log_every, start, target;
+  uint64_t ckpt_every, log_every, eval_every, start, target;
+  int64_t eval_samples;      /* evaluations at eval_every steps (0: records only) */
   double t0, wall_offset;
+  int have_record;           /* a record was written at step last_record */
+  uint64_t last_record;
   int failed;                /* the callback hit an error: err holds it */
   char err[1024];
 } train_run;
 
 static double wall_time(const train_run *r) { return r->wall_offset + (tcli_now() - r->t0); }
 
-static int write_record(train_run *r, const tch_trainer *t, int final)
+static int write_record(train_run *r, const tch_trainer *t, int final, int with_eval)
 {
   if (!r->metrics) return 0;
   char err[512];
-  if (tcli_metrics_write(r->metrics, t, wall_time(r), final, err, sizeof err) == 0) return 0;
+  double step = tcli_metric(t, "step");
+  r->have_record = 1;
+  r->last_record = step > 0 ? (uint64_t)step : 0;
+  if (tcli_metrics_write(r->metrics, t, wall_time(r), final, with_eval, err, sizeof err) == 0)
+    return 0;
   snprintf(r->err, sizeof r->err, "%s ('%s')", err, r->metrics_path);
   r->failed = 1;
   return -1;
@@ -294,22 +305,63 @@ static int save_checkpoint(train_run *r, const tch_trainer *t)
   return -1;
 }
 
+static int is_eval_step(const train_run *r, uint64_t step)
+{
+  return r->eval_every && step % r->eval_every == 0;
+}
+
 /* Called after every step: stop on a signal, log and checkpoint on their intervals, redraw
- * the bar. Nothing here changes the trainer. */
+ * the bar. Nothing here changes the trainer. The record of an evaluation step is written by
+ * run_training after the evaluation (training stops there: tch_trainer_step is called up to
+ * each evaluation step). */
 static int train_progress(void *user, const tch_trainer *t, uint64_t step)
 {
   train_run *r = user;
   if (g_signal) return 1;
   if (step < r->target) {   /* the end of the run is handled after tch_trainer_step */
-    if (r->log_every && step % r->log_every == 0) {
-      if (write_record(r, t, 0)) return 1;
+    if (r->log_every && step % r->log_every == 0 && !is_eval_step(r, step)) {
+      if (write_record(r, t, 0, 0)) return 1;
       tcli_progress_line(&r->progress, t, step, tcli_now());
     }
-    if (r->ckpt_path && r->ckpt_every && step % r->ckpt_every == 0 && save_checkpoint(r, t))
+    if (r->ckpt_path && r->ckpt_every && step % r->ckpt_every == 0 && !is_eval_step(r, step) &&
+        save_checkpoint(r, t))
       return 1;
   }
   tcli_progress_tick(&r->progress, t, step, tcli_now(), 0);
   return 0;
+}
+
+/* Trains from r->start to stop (<= r->target), pausing at every evaluation step before the
+ * target (the final evaluation is the caller's) to evaluate on r->eval_samples fresh samples
+ * and write that step's record, then its checkpoint if one is due. An evaluation draws from
+ * its own RNG stream, so pausing changes nothing in the training. TCH_OK, TCH_STOPPED (a
+ * signal, or r->failed with the message in r->err), or the status of a failed step. */
+static tch_status run_training(train_run *r, tch_trainer *tr, uint64_t stop)
+{
+  uint64_t step = r->start;
+  while (step < stop) {
+    uint64_t next = stop;
+    if (r->eval_every) {
+      uint64_t next_eval = (step / r->eval_every + 1) * r->eval_every;
+      if (next_eval < next) next = next_eval;
+    }
+    tch_status s = tch_trainer_step(tr, next - step);
+    if (s != TCH_OK) return s;
+    step = next;
+    if (step >= r->target || !is_eval_step(r, step)) continue;
+    if (r->eval_samples > 0 && (s = tch_trainer_evaluate(tr, (size_t)r->eval_samples))) {
+      snprintf(r->err, sizeof r->err, "evaluation on %" PRId64 " samples at step %llu failed: %s",
+               r->eval_samples, (unsigned long long)step,
+               *tch_last_error() ? tch_last_error() : tch_status_str(s));
+      r->failed = 1;
+      return TCH_STOPPED;
+    }
+    if (write_record(r, tr, 0, r->eval_samples > 0)) return TCH_STOPPED;
+    tcli_progress_line(&r->progress, tr, step, tcli_now());
+    if (r->ckpt_path && r->ckpt_every && step % r->ckpt_every == 0 && save_checkpoint(r, tr))
+      return TCH_STOPPED;
+  }
+  return TCH_OK;
 }
 
 /* With --resume: CONFIG and the checkpoint must describe the same env (every env.* key). */
@@ -362,7 +414,8 @@ typedef struct train_opts {
   const char *config, *resume, *ckpt, *metrics, *save_policy;
   const char **sets;
   int n_sets, quiet;
-  int64_t steps, ckpt_every, log_every, eval;   /* INT64_MIN: not given */
+  int64_t steps, ckpt_every, log_every, eval, eval_every;   /* INT64_MIN: not given */
+  int64_t until;                                            /* INT64_MIN: not given */
   tcli_plot_opts plot;                          /* plot.path NULL: no --plot */
   const char *plot_option;                      /* a --plot-* option given, for messages */
 } train_opts;
@@ -375,6 +428,7 @@ static void apply_run_options(tch_config *c, const train_opts *o)
     { "--checkpoint-every", "train.checkpoint_every", o->ckpt_every },
     { "--log-every", "train.log_every", o->log_every },
     { "--eval", "train.eval_samples", o->eval },
+    { "--eval-every", "train.eval_every", o->eval_every },
   };
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
     if (ints[i].v != INT64_MIN && tch_config_set_int(c, ints[i].key, ints[i].v) != TCH_OK)
@@ -443,18 +497,19 @@ static void parse_plot_dims(const char *text, tcli_plot_opts *p)
 static void parse_train(int argc, char **argv, train_opts *o)
 {
   enum { O_SET = 1, O_STEPS, O_RESUME, O_CKPT, O_CKPT_EVERY, O_METRICS, O_LOG_EVERY, O_EVAL,
-         O_QUIET, O_SAVE_POLICY, O_PLOT, O_PLOT_RANGE, O_PLOT_DIMS, O_PLOT_SAMPLES };
+         O_EVAL_EVERY, O_UNTIL, O_QUIET, O_SAVE_POLICY, O_PLOT, O_PLOT_RANGE, O_PLOT_DIMS, O_PLOT_SAMPLES };
   static const optdef defs[] = {
     { "--set", 1, O_SET }, { "--steps", 1, O_STEPS }, { "--resume", 1, O_RESUME },
     { "--checkpoint", 1, O_CKPT }, { "--checkpoint-every", 1, O_CKPT_EVERY },
     { "--metrics", 1, O_METRICS }, { "--log-every", 1, O_LOG_EVERY }, { "--eval", 1, O_EVAL },
+    { "--eval-every", 1, O_EVAL_EVERY }, { "--until", 1, O_UNTIL },
     { "--quiet", 0, O_QUIET }, { "-q", 0, O_QUIET }, { "--save-policy", 1, O_SAVE_POLICY },
     { "--plot", 1, O_PLOT }, { "--plot-range", 1, O_PLOT_RANGE }, { "--plot-dims", 1, O_PLOT_DIMS },
     { "--plot-samples", 1, O_PLOT_SAMPLES },
     { NULL, 0, 0 },
   };
   memset(o, 0, sizeof *o);
-  o->steps = o->ckpt_every = o->log_every = o->eval = INT64_MIN;
+  o->steps = o->ckpt_every = o->log_every = o->eval = o->eval_every = o->until = INT64_MIN;
   o->plot.dim_x = 0;
   o->plot.dim_y = 1;
   o->plot.n_samples = 2000;   /* the reference's plot_data_size */
@@ -479,6 +534,8 @@ static void parse_train(int argc, char **argv, train_opts *o)
     case O_METRICS: o->metrics = v; break;
     case O_LOG_EVERY: o->log_every = parse_int("--log-every", v, -1, INT64_MAX); break;
     case O_EVAL: o->eval = parse_int("--eval", v, 0, INT64_MAX); break;
+    case O_EVAL_EVERY: o->eval_every = parse_int("--eval-every", v, 0, INT64_MAX); break;
+    case O_UNTIL: o->until = parse_int("--until", v, 1, INT64_MAX); break;
     case O_QUIET: o->quiet = 1; break;
     case O_SAVE_POLICY: o->save_policy = v; break;
     case O_PLOT:
@@ -642,11 +699,12 @@ static int cmd_train(int argc, char **argv)
 
   /* What this invocation does. */
   const char *ckpt = "", *metrics = "";
-  int64_t ckpt_every = 0, log_every = -1, eval = 0;
+  int64_t ckpt_every = 0, log_every = -1, eval = 0, eval_every = 0;
   if ((s = tch_config_get_string(run_cfg, "train.checkpoint_path", &ckpt)) ||
       (s = tch_config_get_string(run_cfg, "train.metrics_path", &metrics)) ||
       (s = tch_config_get_int(run_cfg, "train.checkpoint_every", &ckpt_every)) ||
       (s = tch_config_get_int(run_cfg, "train.log_every", &log_every)) ||
+      (s = tch_config_get_int(run_cfg, "train.eval_every", &eval_every)) ||
       (s = tch_config_get_int(run_cfg, "train.eval_samples", &eval))) {
     lib_error(s, "cannot read the train.* settings");
     goto out;
@@ -677,7 +735,15 @@ static int cmd_train(int argc, char **argv)
     r.target = r.start;   /* the stored total was extended by an earlier --steps: finished */
   }
   r.log_every = log_every < 0 ? (r.target >= 5 ? r.target / 5 : 1) : (uint64_t)log_every;
+  r.eval_every = (uint64_t)eval_every;
+  r.eval_samples = eval;
   r.ckpt_path = *ckpt ? ckpt : NULL;
+  if (o.until != INT64_MIN && !r.ckpt_path) {
+    message("--until %" PRId64 " needs a checkpoint path (--checkpoint PATH): the run continues "
+            "from it", o.until);
+    rc = EXIT_USAGE;
+    goto out;
+  }
   r.ckpt_every = (uint64_t)ckpt_every;
   if (!r.ckpt_path && r.ckpt_every && o.ckpt_every != INT64_MIN && !o.quiet)
     message("warning: --checkpoint-every without a checkpoint path (--checkpoint) writes nothing");
@@ -731,7 +797,7 @@ static int cmd_train(int argc, char **argv)
   tcli_progress_init(&r.progress, mode, r.start, r.target, r.t0);
   r.progress.diffusion = diffusion;
   g_progress = &r.progress;
-  if (!have_start && r.target > r.start && write_record(&r, tr, 0)) {
+  if (!have_start && r.target > r.start && write_record(&r, tr, 0, 0)) {
     message("%s", r.err);
     goto out;
   }
@@ -742,7 +808,9 @@ static int cmd_train(int argc, char **argv)
     lib_error(s, "cannot install the progress callback");
     goto out;
   }
-  s = g_signal ? TCH_STOPPED : r.target > r.start ? tch_trainer_step(tr, r.target - r.start) : TCH_OK;
+  const uint64_t stop = o.until != INT64_MIN && (uint64_t)o.until < r.target ? (uint64_t)o.until
+                                                                             : r.target;
+  s = g_signal ? TCH_STOPPED : run_training(&r, tr, stop);
   double train_end = tcli_now();
   uint64_t now_step = (uint64_t)tcli_metric(tr, "step");
   tcli_progress_end(&r.progress, tr, now_step, train_end);
@@ -754,9 +822,18 @@ static int cmd_train(int argc, char **argv)
     message("%s", r.err);
     goto out;
   }
-  if (s == TCH_STOPPED) {   /* a signal: keep what we have and stop */
-    if (write_record(&r, tr, 0) || (r.ckpt_path && save_checkpoint(&r, tr))) {
+  if (s == TCH_STOPPED || now_step < r.target) {   /* a signal or --until: keep what we have */
+    if ((!(r.have_record && r.last_record == now_step) && write_record(&r, tr, 0, 0)) ||
+        (r.ckpt_path && save_checkpoint(&r, tr))) {
       message("%s", r.err);
+      goto out;
+    }
+    if (s != TCH_STOPPED) {   /* --until */
+      if (!o.quiet)
+        message("stopped at step %llu of %llu (--until); checkpoint written to %s: continue "
+                "with --resume %s", (unsigned long long)now_step, (unsigned long long)r.target,
+                r.ckpt_path, r.ckpt_path);
+      rc = 0;
       goto out;
     }
     if (!o.quiet)
@@ -777,7 +854,7 @@ static int cmd_train(int argc, char **argv)
     evaluated = 1;
   }
   tcli_progress_line(&r.progress, tr, now_step, train_end);
-  if (write_record(&r, tr, 1) || (r.ckpt_path && save_checkpoint(&r, tr))) {
+  if (write_record(&r, tr, 1, evaluated) || (r.ckpt_path && save_checkpoint(&r, tr))) {
     message("%s", r.err);
     goto out;
   }

@@ -55,4 +55,38 @@ expect 0 "$T" train tiny.yaml --metrics J.jsonl --checkpoint J.tchk --steps 100 
 expect 0 "$T" train tiny.yaml --resume J.tchk --steps 200 --log-every 25 --quiet
 [ "$(sed 's/.*"step":\([0-9]*\),.*/\1/' J.jsonl | tr '\n' ' ')" = \
   "0 10 20 30 40 50 60 70 80 90 100 125 150 175 200 " ] || fail "resumed JSONL steps: $(sed 's/.*"step":\([0-9]*\),.*/\1/' J.jsonl | tr '\n' ' ')"
+
+# --until stops a run part-way (record + checkpoint, exit 0, not final) and --eval-every
+# evaluates during training on its own RNG stream: U (stopped at 70 and 130, then resumed
+# to the end) equals E (straight), and both train exactly as P (no periodic evaluation).
+rm -f E.csv U.csv U.tchk P.csv
+expect 0 "$T" train tiny.yaml --set teacher.enabled=true --steps 200 --log-every 20 \
+  --eval-every 50 --eval 500 --metrics E.csv --quiet
+expect 0 "$T" train tiny.yaml --set teacher.enabled=true --steps 200 --log-every 20 --eval 500 \
+  --metrics P.csv --quiet
+expect 0 "$T" train tiny.yaml --set teacher.enabled=true --steps 200 --log-every 20 \
+  --eval-every 50 --eval 500 --metrics U.csv --checkpoint U.tchk --until 70 --quiet
+[ "$(tail -n 1 U.csv | cut -d, -f"$(csv_col step U.csv)")" = 70 ] || fail "--until 70: last record $(tail -n 1 U.csv)"
+[ "$(tail -n 1 U.csv | cut -d, -f"$(csv_col final U.csv)")" = 0 ] || fail "--until 70: record marked final"
+expect 0 "$T" train tiny.yaml --resume U.tchk --until 130 --quiet
+expect 0 "$T" train tiny.yaml --resume U.tchk --quiet
+[ "$(cut -d, -f"$(csv_col step U.csv)" U.csv | tr '\n' ' ')" = \
+  "step 0 20 40 50 60 70 80 100 120 130 140 150 160 180 200 " ] || fail "U steps: $(cut -d, -f1 U.csv | tr '\n' ' ')"
+# E's records without the --until stops and wall_s; U has the extra records at 70 and 130.
+strip() { cut -d, -f"$(csv_col wall_s "$1")" --complement "$1" | grep -v -E '^(70|130),'; }
+[ "$(strip E.csv)" = "$(strip U.csv)" ] || fail "--until/--resume differs from the straight run"
+for st in 50 100 150; do
+  v=$(grep "^$st," E.csv | cut -d, -f"$(csv_col eval.l1 E.csv)")
+  case $v in nan|'') fail "no evaluation in the record of step $st: $v" ;; esac
+done
+v=$(grep "^60," E.csv | cut -d, -f"$(csv_col eval.l1 E.csv)")
+[ "$v" = nan ] || fail "record of step 60 carries a stale evaluation: $v"
+# E = P plus the evaluation-only records of steps 50 and 150.
+for f in loss.student logz.student loss.teacher modes l1 reward_calls; do
+  [ "$(grep -v -E '^(50|150),' E.csv | cut -d, -f"$(csv_col $f E.csv)")" = \
+    "$(cut -d, -f"$(csv_col $f P.csv)" P.csv)" ] || fail "--eval-every changed the training ($f)"
+done
+[ "$(csv_last_without_wall E.csv)" = "$(csv_last_without_wall P.csv)" ] || fail "final records differ with --eval-every"
+expect 2 "$T" train tiny.yaml --steps 50 --until 20 --quiet
+grep -q -- '--until 20 needs a checkpoint path' err.txt || fail "--until without --checkpoint: $(cat err.txt)"
 echo ok
