@@ -20,8 +20,9 @@
 # OUT/NAME_sS.tchk --plot OUT/NAME_sS.png --quiet` (log in OUT/NAME_sS.log; ManyWell plots
 # its coordinates 0 and 2, as the reference's viz_many_well does). The script can be
 # re-run: runs whose metrics file ends with a final record are skipped, and runs with a
-# checkpoint but no final record continue with --resume. Ctrl-C stops every run cleanly
-# (each writes its checkpoint). A full-length run is 10001 iterations (see
+# checkpoint but no final record continue with --resume. Ctrl-C, or `kill -TERM` of the
+# script, stops every run cleanly (each writes its checkpoint; a script started in the
+# background by a non-interactive shell ignores SIGINT). A full-length run is 10001 iterations (see
 # docs/results/diffusion.md for the time it takes).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2

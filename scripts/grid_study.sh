@@ -13,7 +13,9 @@
 # Each run is `teacher train CFG --set seed=S --metrics OUT/NAME_sS.csv --checkpoint
 # OUT/NAME_sS.tchk --quiet` (log in OUT/NAME_sS.log). The script can be re-run: runs whose
 # metrics file ends with a final record are skipped, and runs with a checkpoint but no final
-# record continue with --resume. Ctrl-C stops every run cleanly (each writes its checkpoint).
+# record continue with --resume. Ctrl-C, or `kill -TERM` (or -INT) of the script, stops every
+# run cleanly (each writes its checkpoint). A script started in the background by a
+# non-interactive shell ignores SIGINT (bash cannot trap it there): stop that one with SIGTERM.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 

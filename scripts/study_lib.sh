@@ -46,7 +46,7 @@ complete() { [ -s "$1" ] && tail -n 1 "$1" | grep -q ',1$'; }
 
 run_one() {
   local cfg=$1 seed=$2 name base rc
-  trap '' INT   # Ctrl-C reaches the run itself (same process group); this shell waits for it
+  trap '' INT   # the scheduler turns SIGINT into one SIGTERM per run (study_run)
   name=$(basename "$cfg" .yaml)
   base="$OUT/${name}_s${seed}"
   local args=(train "$cfg" --metrics "$base.csv" --checkpoint "$base.tchk"
@@ -63,8 +63,11 @@ run_one() {
     args+=(--set "seed=$seed" "${new_run_args[@]}")
     echo "start  $name seed $seed"
   fi
-  # In the background so that a SIGTERM to this subshell can be passed on to the run.
-  "$TEACHER" "${args[@]}" >> "$base.log" 2>&1 &
+  # In the background so that a SIGTERM to this subshell can be passed on to the run; in its
+  # own session so that a Ctrl-C on the terminal does not reach it directly: every stop
+  # request, from the terminal or from another process, arrives as exactly one SIGTERM (a
+  # second signal would kill the run before it writes its checkpoint).
+  setsid "$TEACHER" "${args[@]}" >> "$base.log" 2>&1 &
   local pid=$!
   trap 'kill -TERM $pid 2> /dev/null' TERM
   wait $pid
@@ -87,8 +90,9 @@ study_run() {
   local label=$1 cfg seed name rc
   shift
   stop=0
-  trap 'stop=1' INT                                  # the runs got SIGINT from the terminal too
-  trap 'stop=1; kill -TERM $(jobs -pr) 2> /dev/null' TERM
+  # SIGINT (Ctrl-C, or kill -INT from elsewhere) and SIGTERM: no new runs, and one SIGTERM to
+  # each running one (run_one passes it on), which writes its checkpoint and exits.
+  trap 'stop=1; kill -TERM $(jobs -pr) 2> /dev/null' INT TERM
   failed=0
   t0=$SECONDS
   for cfg in "${configs[@]}"; do
