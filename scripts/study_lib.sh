@@ -69,7 +69,9 @@ run_one() {
   # second signal would kill the run before it writes its checkpoint).
   setsid "$TEACHER" "${args[@]}" >> "$base.log" 2>&1 &
   local pid=$!
-  trap 'kill -TERM $pid 2> /dev/null' TERM
+  # Forward the first SIGTERM only: `pkill -f` reaches this subshell and the scheduler, which
+  # forwards one too, and a second signal would kill the run before its checkpoint.
+  trap 'trap "" TERM; kill -TERM $pid 2> /dev/null' TERM
   wait $pid
   rc=$?
   while kill -0 $pid 2> /dev/null; do wait $pid; rc=$?; done
