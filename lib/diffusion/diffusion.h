@@ -53,6 +53,14 @@ typedef struct tchi_dnet_spec {
   double log_z_init;            /* 0 */
   const char *kernel;           /* gemm kernel (nn.h), NULL = "auto" */
   int threads;                  /* BLIS threads (1) */
+  /* Reference process (Reinforced SMC, spec reinforced-smc.md §2; ou.c). Appended fields:
+   * tchi_dnet_spec_default leaves them 0 = TCHI_DREF_BROWNIAN, the pinned Brownian motion
+   * described at the top of this file, so existing nets are unchanged. TCHI_DREF_OU_DDS
+   * (tchi_dnet_spec_set_ou_dds) switches the kernels of traj.c to the OU-DDS process.
+   * NOTE: net_io.c does not serialise these three fields yet. */
+  int reference;                /* TCHI_DREF_* */
+  double init_std;              /* OU-DDS: sigma of the prior N(0, sigma^2 I) and kernels */
+  double noise_scale;           /* OU-DDS: nu, total of the step schedule (6) */
 } tchi_dnet_spec;
 
 /* The reference's defaults (diffusion/train.py) for a state of dimension dim. */
@@ -238,5 +246,153 @@ void tchi_dtraj_stage(tchi_dnet *net, const tchi_dtraj *t, uint32_t i0, uint32_t
 tch_status tchi_dtb_loss(tchi_dnet *net, const tchi_dtraj *t, const double *log_r,
                          const double *log_pf_known, const double *weight, uint32_t chunk,
                          int grad, double *delta, double *loss);
+
+/* ==== Reinforced SMC additions (spec reinforced-smc.md §2-§3) ==================================== */
+
+/* ---- reference processes (ou.c) --------------------------------------------------------------- */
+/* tchi_dnet_spec.reference. The OU-DDS process of §2.1 (JAX algorithms/gfn_subtb/gfn_subtb_rnd.py
+ * per_sample_rnd_ou_dds, algorithms/dds/dds_rnd.py cos_sq_fn_step_scheme; TORCH models/gfn.py "ou"):
+ *   x_0 ~ p_0 = N(0, sigma^2 I), sigma = init_std;
+ *   q(x_{k+1} | x_k)   = N(sqrt(1 - a_k) x_k + a_k u(x_k, t_k), a_k sigma^2 v I),
+ *   p_B(x_k | x_{k+1}) = N(sqrt(1 - a_k) x_{k+1},           a_k sigma^2 I),
+ * with u the net's mean output, t_k = k/T, v = exp(logvar - log t_scale) the net's learned
+ * variance correction (v = 1 without spec.learned_variance: TORCH's exp(tanh(.) 4 / 2) std
+ * factor when log_var_range = 4), and the cosine-squared step schedule
+ *   c_k = cos^4(((k/T + s)/(1 + s)) pi/2), a_k = nu c_k / sum_{j=0}^{T} c_j   (k = 0..T)
+ * in double, s = TCHI_OU_DDS_SHIFT, nu = spec.noise_scale, then clipped to [0, 1] (the
+ * reference clips sqrt(a_k)). p_B leaves N(0, sigma^2 I) invariant, so with u = 0 the forward
+ * process is the exact reversal of p_B and every x_k ~ N(0, sigma^2 I).
+ * The Brownian reference (tchi_dkernel_*) keeps p_0 = delta_0, so log p_0 = 0.
+ * Trajectory batches of an OU net fold log p_0(x_0) into log_pf (log_pf = log p_0(x_0) +
+ * sum_k log q): the TB residual log_pf + log Z - log_pb - log R and the log-IW
+ * log R + log_pb - log_pf then hold for both references unchanged. */
+enum { TCHI_DREF_BROWNIAN = 0, TCHI_DREF_OU_DDS = 1 };
+#define TCHI_DREF_COUNT 2
+#define TCHI_OU_DDS_SHIFT 0.008          /* s of cos_sq_fn_step_scheme */
+#define TCHI_OU_DDS_NOISE_SCALE 6.0      /* nu: configs/algorithm/gfn_subtb_smc.yaml noise_scale */
+/* "brownian", "ou_dds"; NULL out of range. */
+const char *tchi_dref_name(int reference);
+tch_status tchi_dref_from_name(const char *name, int *out);   /* TCH_E_ARG naming the choices */
+/* Sets reference = OU-DDS, init_std and noise_scale = TCHI_OU_DDS_NOISE_SCALE. */
+void tchi_dnet_spec_set_ou_dds(tchi_dnet_spec *s, double init_std);
+/* TCH_E_ARG unless the reference is known and (OU-DDS) init_std and noise_scale are finite
+ * and > 0. Called by tchi_dnet_create. */
+tch_status tchi_dref_check_spec(const tchi_dnet_spec *s);
+/* a_k of the schedule for k = 0..T, unclipped (as cos_sq_fn_step_scheme returns it). O(T). */
+double tchi_ou_dds_step(uint32_t T, double noise_scale, uint32_t k);
+
+/* The reference kernels of one step k (0 <= k < T), computed once per step and shared by
+ * every row. */
+typedef struct tchi_dstep {
+  int reference;
+  uint32_t k;
+  double dt, t_scale, log_t_scale;   /* Brownian: dt = 1/T; t_scale; also OU's v reference */
+  double a;                          /* OU: a_k clipped to [0, 1] */
+  double shrink;                     /* OU: sqrt(1 - a_k) */
+  double var, log_var;               /* OU: a_k sigma^2 (the p_B variance) and its log */
+} tchi_dstep;
+void tchi_dstep_at(const tchi_dnet_spec *s, uint32_t k, tchi_dstep *out);
+/* log q(s1 | s0) of one row from the net's outputs mean (u) and logvar (dim each). */
+double tchi_dstep_log_pf(const tchi_dstep *st, uint32_t dim, const double *s0, const double *s1,
+                         const double *mean, const double *logvar);
+/* Same value; adds coef * d log q / d mean and / d logvar to d_mean, d_logvar. */
+double tchi_dstep_log_pf_grad(const tchi_dstep *st, uint32_t dim, const double *s0,
+                              const double *s1, const double *mean, const double *logvar,
+                              double coef, double *d_mean, double *d_logvar);
+/* log p_B(s_k | s_{k+1}) (Brownian: 0 at k = 0). */
+double tchi_dstep_log_pb(const tchi_dstep *st, uint32_t dim, const double *s_k,
+                         const double *s_next);
+/* Draws s1 (dim) for one row, dim normals from rng in coordinate order, and returns
+ * log q(s1 | s0) under the unexplored kernel. expl_std > 0 adds expl_std^2 to the sampling
+ * variance (Brownian: exactly tchi_dsample_forward's logaddexp rule). */
+double tchi_dstep_sample(const tchi_dstep *st, uint32_t dim, const double *s0,
+                         const double *mean, const double *logvar, double expl_std,
+                         tchi_rng *rng, double *s1);
+/* log p_0(x) of one row: 0 (Brownian, x_0 = 0), log N(x; 0, sigma^2 I) (OU-DDS). */
+double tchi_dref_log_p0(const tchi_dnet_spec *s, const double *x);
+/* n initial states (n x dim): zeros (Brownian, no draws) or N(0, sigma^2 I) draws, row-major. */
+void tchi_dref_sample_p0(const tchi_dnet_spec *s, tchi_rng *rng, size_t n, double *x);
+/* The reference's marginal log density at step k, the "ref_log_prob" of the partial energy
+ * (§3): OU-DDS log N(x; 0, sigma^2 I) at every k; Brownian log N(x; 0, t_scale (k/T) I) for
+ * k >= 1 (valid for a constant sigma, as JAX's ref_log_prob_pinned_brownian) and 0 at k = 0. */
+double tchi_dref_log_marginal(const tchi_dnet_spec *s, uint32_t k, const double *x);
+
+/* ---- learnt log-flow twist (flow.c) ------------------------------------------------------------- */
+/* The partial-energy log-flow of §3 (JAX get_log_f / get_flow_bias / get_beta_fn; TORCH
+ * get_partial_energy), for 0 < k < T:
+ *   log F_k(x) = f_phi(x, t_k) + (1 - beta_k) log p_ref,k(x) + beta_k log R(x),
+ * with p_ref,k = tchi_dref_log_marginal and beta from the schedule:
+ *   learnt:  beta_0 = 0, beta_k = sum_{j<k} softplus(b_j) / sum_{j<T} softplus(b_j), b in R^T
+ *            initialised to 1 (so it starts linear);
+ *   linear:  beta_k = k/T;
+ *   cosine:  beta_k = prod_{j=k}^{T} (1 - a_j) (OU-DDS only; JAX 1 - lambda_fn).
+ * SMC boundary conventions: log F_0 = log p_0(x), log F_T = log R(x).
+ * f_phi is JAX PISGRADNet's flow branch (share_embeddings = False): Fourier features
+ * [sin(c t + phase), cos(c t + phase)], c = linspace(0.1, 100, H), phase in R^H (init 0);
+ * time MLP Dense(H) -> GELU -> Dense(H) = e_t; body concat(x, e_t) -> [Dense(H) -> GELU] x
+ * layers -> Dense(1) with weights 1e-8 and bias 0 (f ~ 0 at initialisation). Hidden layers
+ * use flax's default init (LeCun normal truncated at 2 sd, zero bias) from rng, and the
+ * exact-erf GELU (flax uses the tanh approximation). Every evaluation is batched: one gemm
+ * per layer over all rows; the time MLP runs once per distinct step. */
+typedef enum tchi_beta_schedule {
+  TCHI_BETA_LEARNT = 0,
+  TCHI_BETA_LINEAR = 1,
+  TCHI_BETA_COSINE = 2
+} tchi_beta_schedule;
+#define TCHI_BETA_SCHEDULE_COUNT 3
+const char *tchi_beta_schedule_name(tchi_beta_schedule b);   /* "learnt", "linear", "cosine" */
+tch_status tchi_beta_schedule_from_name(const char *name, tchi_beta_schedule *out);
+
+typedef struct tchi_dflow_spec {
+  uint32_t dim, T;              /* must match the policy net */
+  uint32_t hidden;              /* H_f (64; 256 with Langevin preconditioning, spec §9) */
+  uint32_t layers;              /* Dense+GELU layers of the body (2) */
+  tchi_beta_schedule beta;      /* learnt */
+  const char *kernel;           /* gemm kernel, NULL = "auto" */
+  int threads;                  /* BLIS threads (1) */
+} tchi_dflow_spec;
+void tchi_dflow_spec_default(tchi_dflow_spec *s, uint32_t dim, uint32_t T);
+
+struct tchi_dflow_ws;
+typedef struct tchi_dflow {
+  tchi_dflow_spec spec;         /* spec.kernel points to kernel[] */
+  char kernel[32];
+  tchi_gemm gemm;
+  tchi_mlp time;                /* 2H -> H -> H */
+  tchi_mlp body;                /* D + H -> H ... -> 1 */
+  float *coeff;                 /* H Fourier frequencies */
+  float *phase, *phase_grad;    /* H each (+ TCHI_GEMM_PAD) */
+  double *beta_logit, *beta_grad;   /* T each: the learnt schedule's b and dL/db */
+  struct tchi_dflow_ws *ws;
+} tchi_dflow;
+
+tch_status tchi_dflow_create(const tchi_dflow_spec *spec, tchi_rng *rng, tchi_dflow **out);
+void tchi_dflow_free(tchi_dflow *f);   /* NULL is a no-op */
+void tchi_dflow_zero_grad(tchi_dflow *f);
+/* Adam groups (at most TCHI_DFLOW_MAX_GROUPS): flow time MLP + phase, body at lr_flow; the
+ * beta logits (learnt schedule only) at lr_beta (spec §7: 1e-3 and 1e-1). */
+#define TCHI_DFLOW_MAX_GROUPS 4
+size_t tchi_dflow_param_groups(tchi_dflow *f, double lr_flow, double lr_beta,
+                               double weight_decay, tchi_param_group *out);
+/* beta_0..beta_T into beta (T + 1 doubles). ref: the policy's spec (cosine needs OU-DDS;
+ * its T must equal spec.T). TCH_E_ARG otherwise. */
+tch_status tchi_dflow_betas(const tchi_dflow *f, const tchi_dnet_spec *ref, double *beta);
+/* Learnt schedule: beta_grad_j += sum_k d_beta[k] d beta_k / d b_j for the T + 1 adjoints
+ * d_beta (k = 0..T). No-op for the fixed schedules. */
+void tchi_dflow_beta_backward(tchi_dflow *f, const double *d_beta);
+
+/* The raw network f_phi on nsteps blocks of m rows, step-major (row j m + r is at step
+ * steps[j], 0 <= steps[j] <= T): x is (nsteps m) x dim; *out (nsteps m doubles) is owned
+ * by the workspace and valid until the next call. keep: keep activations for
+ * tchi_dflow_backward, which accumulates d_out (nsteps m) into the parameter gradients.
+ * TCH_E_ARG, TCH_E_NOMEM; TCH_E_STATE for a backward without a kept forward. */
+tch_status tchi_dflow_forward(tchi_dflow *f, uint32_t nsteps, const uint32_t *steps, size_t m,
+                              const double *x, int keep, const double **out);
+tch_status tchi_dflow_backward(tchi_dflow *f, const double *d_out);
+/* The twist log F_k at n states x (n x dim) with their log R (n; unused at k = 0), SMC
+ * conventions (k = 0: log p_0; k = T: log R; else partial energy). f may be NULL: f_phi = 0
+ * with the linear schedule. TCH_E_NUMERIC if a value is not finite. */
+tch_status tchi_dflow_log_f(tchi_dflow *f, const tchi_dnet_spec *ref, uint32_t k, size_t n,
+                            const double *x, const double *log_r, double *out);
 
 #endif /* TCHI_DIFFUSION_H */

@@ -267,7 +267,7 @@ static tch_status check_spec(const tchi_dnet_spec *s)
   if (!isfinite(s->log_z_init)) return tchi_fail(TCH_E_ARG, "diffusion net: log_z_init must be finite");
   if (s->threads < 0) return tchi_fail(TCH_E_ARG, "diffusion net: threads must be >= 0");
   if (s->kernel && strlen(s->kernel) >= 32) return tchi_fail(TCH_E_ARG, "diffusion net: kernel name too long");
-  return TCH_OK;
+  return tchi_dref_check_spec(s);   /* reference process fields (ou.c, Reinforced SMC) */
 }
 
 /* Parameter order = group order: [time | state | joint | Langevin]. */

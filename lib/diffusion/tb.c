@@ -52,7 +52,7 @@ tch_status tchi_dtb_loss(tchi_dnet *net, const tchi_dtraj *t, const double *log_
     for (size_t i = 0; i < n; i++) gz += coef[i];
     net->log_z_grad += gz;
   }
-  double dt = 1.0 / T, *d_mean, *d_logvar;
+  double *d_mean, *d_logvar;
   tchi_dnet_grad_in(net, &d_mean, &d_logvar);
   for (uint32_t i0 = 0; i0 < T; i0 += k) {
     uint32_t kk = TCHI_MIN(k, T - i0);
@@ -62,14 +62,18 @@ tch_status tchi_dtb_loss(tchi_dnet *net, const tchi_dtraj *t, const double *log_
     tchi_dnet_forward(net, i0, kk, n, 1, &mean, &logvar);
     memset(d_mean, 0, rows * D * sizeof(double));
     memset(d_logvar, 0, rows * D * sizeof(double));
-    for (uint32_t j = 0; j < kk; j++)
+    for (uint32_t j = 0; j < kk; j++) {
+      /* the step's kernel: Brownian (tchi_dkernel_*) or OU-DDS (ou.c) */
+      tchi_dstep st;
+      tchi_dstep_at(&net->spec, i0 + j, &st);
       for (size_t r = 0; r < n; r++) {
         size_t row = (size_t)j * n + r;
-        tchi_dkernel_log_pf_grad(D, dt, tchi_dtraj_state(t, r, i0 + j),
-                                 tchi_dtraj_state(t, r, i0 + j + 1), mean + row * D,
-                                 logvar + row * D, coef[r], d_mean + row * D,
-                                 d_logvar + row * D);
+        tchi_dstep_log_pf_grad(&st, D, tchi_dtraj_state(t, r, i0 + j),
+                               tchi_dtraj_state(t, r, i0 + j + 1), mean + row * D,
+                               logvar + row * D, coef[r], d_mean + row * D,
+                               d_logvar + row * D);
       }
+    }
     if ((s = tchi_dnet_backward(net)) != TCH_OK) return s;
   }
   return TCH_OK;

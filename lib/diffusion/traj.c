@@ -1,5 +1,6 @@
 /* Trajectory batches of the diffusion sampler: forward sampling with the learned kernel,
- * backward sampling through the fixed Brownian bridge, and log P_F of given trajectories. */
+ * backward sampling through the fixed Brownian bridge, and log P_F of given trajectories.
+ * Nets with the OU-DDS reference (spec.reference, ou.c) take the marked branches instead. */
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -156,9 +157,16 @@ tch_status tchi_dsample_forward(tchi_dnet *net, const tchi_dreward *rw, tchi_rng
   double add_lv = expl_std > 0 ? 2.0 * log(expl_std / sq_dt) : 0.0;
   double *x, *g;
   tchi_dnet_stage(net, &x, &g);
+  /* OU-DDS reference (ou.c): x_0 ~ N(0, sigma^2 I), log p_0(x_0) folded into log_pf */
+  int ou = net->spec.reference == TCHI_DREF_OU_DDS;
   for (size_t r = 0; r < n; r++) {
-    memset(tchi_dtraj_state(out, r, 0), 0, D * sizeof(double));
-    out->log_pf[r] = 0.0;
+    if (ou) {
+      tchi_dref_sample_p0(&net->spec, rng, 1, tchi_dtraj_state(out, r, 0));
+      out->log_pf[r] = tchi_dref_log_p0(&net->spec, tchi_dtraj_state(out, r, 0));
+    } else {
+      memset(tchi_dtraj_state(out, r, 0), 0, D * sizeof(double));
+      out->log_pf[r] = 0.0;
+    }
     out->log_pb[r] = 0.0;
   }
   for (uint32_t i = 0; i < T; i++) {
@@ -166,6 +174,17 @@ tch_status tchi_dsample_forward(tchi_dnet *net, const tchi_dreward *rw, tchi_rng
     if (lgv && (s = langevin_grad(net, rw, out, i, x, g)) != TCH_OK) return s;
     const double *mean, *logvar;
     tchi_dnet_forward(net, i, 1, n, 0, &mean, &logvar);
+    if (ou) {   /* OU-DDS kernels (ou.c); the Brownian loop below is unchanged */
+      tchi_dstep st;
+      tchi_dstep_at(&net->spec, i, &st);
+      for (size_t r = 0; r < n; r++) {
+        const double *s0 = tchi_dtraj_state(out, r, i);
+        double *s1 = tchi_dtraj_state(out, r, i + 1);
+        out->log_pf[r] += tchi_dstep_sample(&st, D, s0, mean + r * D, logvar + r * D, expl_std, rng, s1);
+        out->log_pb[r] += tchi_dstep_log_pb(&st, D, s0, s1);
+      }
+      continue;
+    }
     for (size_t r = 0; r < n; r++) {
       const double *s0 = tchi_dtraj_state(out, r, i), *mr = mean + r * D, *lr = logvar + r * D;
       double *s1 = tchi_dtraj_state(out, r, i + 1);
@@ -215,7 +234,21 @@ tch_status tchi_dsample_backward(tchi_dnet *net, const tchi_dreward *rw, tchi_rn
     memset(tchi_dtraj_state(out, r, 0), 0, D * sizeof(double));
     out->log_pb[r] = 0.0;
   }
-  for (uint32_t k = T - 1; k >= 1; k--) {
+  /* OU-DDS reference (ou.c): p_B down to x_0 included (no pinned origin); the Brownian
+   * bridge loop below is skipped */
+  int ou = net->spec.reference == TCHI_DREF_OU_DDS;
+  for (uint32_t k = T; ou && k-- > 0;) {
+    tchi_dstep st;
+    tchi_dstep_at(&net->spec, k, &st);
+    double sd = sqrt(st.var);
+    for (size_t r = 0; r < n; r++) {
+      const double *s1 = tchi_dtraj_state(out, r, k + 1);
+      double *s0 = tchi_dtraj_state(out, r, k);
+      for (uint32_t d = 0; d < D; d++) s0[d] = st.shrink * s1[d] + sd * tchi_rng_normal(rng);
+      out->log_pb[r] += tchi_dstep_log_pb(&st, D, s0, s1);
+    }
+  }
+  for (uint32_t k = T - 1; !ou && k >= 1; k--) {
     double factor, var;
     tchi_dbridge(k, dt, t_scale, &factor, &var);
     double sd = sqrt(var);
@@ -281,13 +314,25 @@ tch_status tchi_dnet_log_pf(tchi_dnet *net, const tchi_dtraj *t, uint32_t chunk,
   uint32_t T = net->spec.T, D = net->spec.dim, k = tchi_dchunk(net, n, chunk);
   if ((s = tchi_dnet_reserve(net, k, n, 0)) != TCH_OK) return s;
   double dt = 1.0 / T;
-  for (size_t r = 0; r < n; r++) log_pf[r] = 0.0;
+  /* OU-DDS reference (ou.c): log p_0(x_0) folded into log_pf, kernels per step */
+  int ou = net->spec.reference == TCHI_DREF_OU_DDS;
+  for (size_t r = 0; r < n; r++) log_pf[r] = ou ? tchi_dref_log_p0(&net->spec, tchi_dtraj_state(t, r, 0)) : 0.0;
   for (uint32_t i0 = 0; i0 < T; i0 += k) {
     uint32_t kk = TCHI_MIN(k, T - i0);
     stage_block(net, t, i0, kk);
     const double *mean, *logvar;
     tchi_dnet_forward(net, i0, kk, n, 0, &mean, &logvar);
-    for (uint32_t j = 0; j < kk; j++)
+    for (uint32_t j = 0; ou && j < kk; j++) {
+      tchi_dstep st;
+      tchi_dstep_at(&net->spec, i0 + j, &st);
+      for (size_t r = 0; r < n; r++) {
+        size_t row = (size_t)j * n + r;
+        log_pf[r] += tchi_dstep_log_pf(&st, D, tchi_dtraj_state(t, r, i0 + j),
+                                       tchi_dtraj_state(t, r, i0 + j + 1), mean + row * D,
+                                       logvar + row * D);
+      }
+    }
+    for (uint32_t j = 0; !ou && j < kk; j++)
       for (size_t r = 0; r < n; r++) {
         size_t row = (size_t)j * n + r;
         log_pf[r] += tchi_dkernel_log_pf(D, dt, tchi_dtraj_state(t, r, i0 + j),

@@ -224,4 +224,101 @@ void tchi_iwbuf_write(const tchi_iwbuf *b, tchi_writer *w);
  * (naming r->path), another format TCH_E_VERSION; TCH_E_NOMEM. */
 tch_status tchi_iwbuf_read(tchi_reader *r, tchi_iwbuf **out);
 
+/* ---- the twisted SMC sampler (§4; sampler.c) ------------------------------------------------ */
+/* N particles of a diffusion sampler (a tchi_dnet, either reference process of
+ * diffusion.h) propagated by its forward policy in K chunks of L = T / K steps, weighted by
+ * the log-flow twists of a tchi_dflow (partial energy, §3) and the fixed backward kernel,
+ * with adaptive weight tempering and partial resampling between chunks. Energies come from
+ * an energy env through tchi_env_log_density (callback errors are TCH_E_CALLBACK, NaN/Inf
+ * TCH_E_NUMERIC). Nothing is differentiated here: the per-chunk record below is what the
+ * chunked SubTB loss needs later.
+ *
+ * References (read, not copied): nolerk/gfn-smc-jax algorithms/gfn_subtb_smc/
+ * gfn_subtb_smc_rnd.py (batch_simulate_fwd_subtrajectories, resampling);
+ * hyeok9855/gfn-smc-torch models/gfn.py (get_trajectory_fwd_smc). */
+struct tchi_dnet;
+struct tchi_dflow;
+struct tch_env;
+
+typedef struct tchi_smc_params {
+  size_t n_particles;            /* N >= 1 */
+  uint32_t n_chunks;             /* K >= 1, dividing the net's T */
+  double resample_threshold;     /* kappa: resample when ESS_n < kappa (0.2) */
+  double target_ess;             /* rho: tempering target (0.05); >= 1 turns resampling off */
+  tchi_resampler resampler;      /* systematic */
+  int unbiased_partial_resampling;  /* add info.log_correction to log Ẑ (§4 notes); 0 */
+  int keep_paths;                /* also record every step's states (path, below); 0 */
+} tchi_smc_params;
+/* The reference defaults (configs/algorithm/gfn_subtb_smc.yaml): kappa 0.2, rho 0.05,
+ * systematic, the paper's (not exactly unbiased) partial resampling, no paths. */
+void tchi_smc_params_default(tchi_smc_params *p, size_t n_particles, uint32_t n_chunks);
+
+/* Workspace and result of tchi_smc_run; arrays are grown on demand and reused, so repeated
+ * runs of the same size allocate nothing. Fields are valid after a successful run.
+ *
+ * Per-chunk record (chunk j = 0..K-1 covers steps s = jL .. e = (j+1)L). "Particle i of
+ * chunk j" is the i-th particle propagated in that chunk, i.e. after the resampling that
+ * ended chunk j-1. Arrays are chunk-major: entry (j, i) is at j N + i, states at
+ * (j N + i) dim.
+ *   chunk_x0, chunk_x1   K N dim   x_s and x_e of particle i of chunk j (x_e before resampling)
+ *   chunk_log_pf         K N       sum_{k=s}^{e-1} log q(x_{k+1} | x_k) (no log p_0)
+ *   chunk_log_pb         K N       sum_{k=s}^{e-1} log p_B(x_k | x_{k+1})
+ *   chunk_log_f0, _f1    K N       twists log F_s(x_s), log F_e(x_e) (SMC conventions:
+ *                                  log F_0 = log p_0, log F_T = log R)
+ *   chunk_log_r1         K N       log R(x_e) (energy constant of the partial energy)
+ *   chunk_anc            K N       ancestors drawn after chunk j: particle i of chunk j + 1
+ *                                  continues particle chunk_anc[j N + i] of chunk j (the
+ *                                  identity when chunk j did not resample; always for j = K-1)
+ *   log_p0               N         log p_0 of chunk 0's start states (= chunk_log_f0[0..N))
+ *   chunk_log_g          K N       incremental log-weights f1 - f0 + log_pb - log_pf
+ *   chunk_log_z_inc      K         log Σ_i W_i G_i added to log Ẑ
+ *   chunk_ess            K         ESS_n after reweighting (what the rule compares to kappa)
+ *   chunk_resampled      K         1 iff resampling happened after the chunk
+ *   chunk_temperature    K         T* used (1 when not resampled)
+ *   chunk_ess_tempered   K         ESS_n(lw / T*) (chunk_ess when not resampled)
+ *   chunk_log_correction K         the unbiasedness factor of tchi_smc_resample_info (0 if none)
+ *   path (keep_paths)    K N (L+1) dim   every state of particle i of chunk j, steps s..e
+ * Invariants: chunk_x0[j+1, i] = chunk_x1[j, anc_j(i)], chunk_log_f0[j+1, i] =
+ * chunk_log_f1[j, anc_j(i)]; without resampling the chunk sums telescope to the
+ * single-trajectory log-IW log R + Σ log p_B - log p_0 - Σ log q. */
+typedef struct tchi_smc_sampler {
+  /* shape of the last run */
+  size_t n;
+  uint32_t dim, T, K, L;
+  /* outputs */
+  double *x;                     /* N x dim final particles x_T (never resampled) */
+  double *log_w;                 /* N unnormalised log-weights: log-mean-exp = log Ẑ */
+  double *log_r;                 /* N log R(x_T) */
+  double log_z;                  /* running log Ẑ at the end */
+  uint32_t n_resamples;          /* chunks after which resampling happened */
+  uint64_t n_energy_evals;       /* points passed to the energy in the last run */
+  /* per-chunk record (layout above) */
+  double *chunk_x0, *chunk_x1, *chunk_log_pf, *chunk_log_pb, *chunk_log_f0, *chunk_log_f1;
+  double *chunk_log_r1, *chunk_log_g, *log_p0, *path;
+  uint32_t *chunk_anc;
+  double *chunk_log_z_inc, *chunk_ess, *chunk_temperature, *chunk_ess_tempered;
+  double *chunk_log_correction;
+  uint8_t *chunk_resampled;
+  /* workspace */
+  double *lw, *scratch, *grad, *step_log_r;
+  size_t cap_n, cap_nd, cap_nk, cap_nkd, cap_k, cap_path;   /* element counts allocated */
+} tchi_smc_sampler;
+
+void tchi_smc_sampler_init(tchi_smc_sampler *s);
+void tchi_smc_sampler_destroy(tchi_smc_sampler *s);
+
+/* One SMC run (§4): x_0 ~ p_0; for each chunk, L proposal steps of net (one batched network
+ * evaluation per step), the twist at the chunk end (flow may be NULL: f = 0, linear beta;
+ * log R from env at every chunk end, K N energy points in all, plus N per step for a
+ * Langevin net's gradient), reweighting, log Ẑ += log Σ W G, and when
+ * tchi_smc_should_resample(ESS_n, kappa, rho, j, K): tchi_smc_resample_tempered with the
+ * particles and cached end twists gathered by ancestor; then log-normalisation. The output
+ * weights are tchi_smc_output_log_weights of the final normalised weights. rng is advanced.
+ * TCH_E_ARG: NULL arguments, N = 0, K not dividing T, net/flow/env shapes disagreeing, a
+ * Langevin net with an env without gradient; TCH_E_CALLBACK, TCH_E_NUMERIC (non-finite
+ * energy, twist or incremental weight, naming chunk and particle); TCH_E_NOMEM. On error
+ * the record is partial. */
+tch_status tchi_smc_run(struct tchi_dnet *net, struct tchi_dflow *flow, struct tch_env *env,
+                        const tchi_smc_params *p, tchi_rng *rng, tchi_smc_sampler *out);
+
 #endif /* TCHI_SMC_H */
