@@ -12,6 +12,7 @@
 #include <string.h>
 #include "config/config.h"
 #include "envs/env.h"
+#include "envs/builtin/seqpa.h"
 
 /* Largest grid (H^d cells) whose exact target is built: 2^24 cells covers (4,64), (8,8) and
  * (2,4096); the table is 4 bytes per cell plus ~(4d + 17) bytes per terminal state. */
@@ -330,6 +331,9 @@ tch_status tch_env_create_from_config(const tch_config *c, tch_env **out)
     return tch_env_create_gmm40((uint32_t)tchi_cfg_int(c, "env.gmm40.dim"), c, out);
   if (strcmp(name, "funnel") == 0)
     return tch_env_create_funnel((uint32_t)tchi_cfg_int(c, "env.funnel.dim"), c, out);
+  /* The discovery tasks (builtin/qm9str.c, builtin/sehstr.c): the reference's constants. */
+  if (strcmp(name, "qm9str") == 0) return tchi_env_create_qm9str(out);
+  if (strcmp(name, "sehstr") == 0) return tchi_env_create_sehstr(out);
   if (strcmp(name, "hypergrid") != 0)
     return tchi_fail(TCH_E_CONFIG, "env.name '%s' is not a built-in env", name);
   int64_t ndim = tchi_cfg_int(c, "env.hypergrid.ndim");
