@@ -57,7 +57,7 @@ typedef struct tchi_dnet_spec {
    * tchi_dnet_spec_default leaves them 0 = TCHI_DREF_BROWNIAN, the pinned Brownian motion
    * described at the top of this file, so existing nets are unchanged. TCHI_DREF_OU_DDS
    * (tchi_dnet_spec_set_ou_dds) switches the kernels of traj.c to the OU-DDS process.
-   * NOTE: net_io.c does not serialise these three fields yet. */
+   * net_io.c stores them from format 2 on; format-1 records read back as Brownian. */
   int reference;                /* TCHI_DREF_* */
   double init_std;              /* OU-DDS: sigma of the prior N(0, sigma^2 I) and kernels */
   double noise_scale;           /* OU-DDS: nu, total of the step schedule (6) */
@@ -394,5 +394,14 @@ tch_status tchi_dflow_backward(tchi_dflow *f, const double *d_out);
  * with the linear schedule. TCH_E_NUMERIC if a value is not finite. */
 tch_status tchi_dflow_log_f(tchi_dflow *f, const tchi_dnet_spec *ref, uint32_t k, size_t n,
                             const double *x, const double *log_r, double *out);
+
+/* ---- flow serialisation and copies (flow_io.c) ------------------------------------------------- */
+/* A tag, a format version, the architecture, the gemm kernel request, the weights, the phase and
+ * the beta logits. Truncated or malformed input (also a non-finite weight) is TCH_E_IO, another
+ * format version TCH_E_VERSION; *out = NULL on failure. Errors of write stick in w->status. */
+void tchi_dflow_write(const tchi_dflow *f, struct tchi_writer *w);
+tch_status tchi_dflow_read(struct tchi_reader *r, tchi_dflow **out);
+/* A new flow with src's spec, weights, phase, beta logits and their gradients. */
+tch_status tchi_dflow_clone(const tchi_dflow *src, tchi_dflow **out);
 
 #endif /* TCHI_DIFFUSION_H */

@@ -321,4 +321,101 @@ void tchi_smc_sampler_destroy(tchi_smc_sampler *s);
 tch_status tchi_smc_run(struct tchi_dnet *net, struct tchi_dflow *flow, struct tch_env *env,
                         const tchi_smc_params *p, tchi_rng *rng, tchi_smc_sampler *out);
 
+/* ---- the training losses (§5; loss.c) ------------------------------------------------------ */
+/* Losses on a batch of n detached trajectories x_0..x_T (a tchi_dtraj: on-policy samples,
+ * SMC particles' paths, or backward re-sampled replays) with K chunks of L = T / K steps and
+ * boundaries b_j = j L. With Δ_k = log q(x_{k+1} | x_k) - log p_B(x_k | x_{k+1}) under the
+ * current net, lr = the floored log R(x_T) (below) and the loss conventions of §3:
+ *   log F_0 = log Z + log p_0(x_0),   log F_K = β_inv lr,
+ *   log F_j = f_phi(x_{jL}, t_{jL}) + (1 - beta_{jL}) log p_ref(x_{jL}) + beta_{jL} log R(x_{jL}),
+ * (interior log R unfloored and untempered, as the references) the residuals are
+ *   TB:  δ_i = log Z + log p_0(x_0) + Σ_k Δ_k - β_inv lr                        (§5.1)
+ *   δ¹_ij = log F_j + Σ_{k in chunk j} Δ_k - log F_{j+1},                 j = 0..K-1
+ *   δ²_ij = (log F_j + Σ_{k >= jL} Δ_k - log F_K) / (K - j)                (§5.2)
+ * SubTB_i = Σ_j (δ¹_ij² + δ²_ij²) / (2K). The batch loss is mean_i L_i with, per type:
+ *   tb_subtb (default, §5.3): L_i = δ_i² + w SubTB_i; the policy and log Z get gradients
+ *            only from the TB term, f_phi and beta only from SubTB (JAX loss_fn_joint,
+ *            TORCH tb_subtb_loss);
+ *   subtb:   L_i = w SubTB_i, training everything (JAX loss_fn_subtb, which has no
+ *            weight: w = 1 matches it);
+ *   lv_subtb (§5.4): L_i = ρ_i² + w SubTB_i, ρ_i = ℓ_i - mean_i ℓ with ℓ_i = δ_i - log Z
+ *            (the log-variance loss); the policy is trained by the LV term only, log Z
+ *            (through log F_0), f_phi and beta by SubTB.
+ * Log-reward floor (§5.4): lr = log R if log R > c, else c - log1p(c - log R), c = logr_clip:
+ * continuous and C¹ at c where JAX's c - log(c - log R) is infinite (c = -inf: no floor). */
+struct tchi_dtraj;
+typedef enum tchi_smc_loss_type {
+  TCHI_SMC_LOSS_TB_SUBTB = 0,
+  TCHI_SMC_LOSS_SUBTB = 1,
+  TCHI_SMC_LOSS_LV_SUBTB = 2
+} tchi_smc_loss_type;
+#define TCHI_SMC_LOSS_TYPE_COUNT 3
+/* "tb_subtb", "subtb", "lv_subtb"; NULL out of range. */
+const char *tchi_smc_loss_type_name(tchi_smc_loss_type t);
+tch_status tchi_smc_loss_type_from_name(const char *name, tchi_smc_loss_type *out);
+
+#define TCHI_SMC_LOGR_CLIP (-1e5)   /* logr_clip: configs/algorithm/gfn_subtb_smc.yaml, TORCH logr_lb */
+
+typedef struct tchi_smc_loss_params {
+  tchi_smc_loss_type type;       /* tb_subtb */
+  uint32_t n_chunks;             /* K >= 1, dividing T */
+  double subtb_weight;           /* w >= 0 (1) */
+  double inv_temp;               /* β_inv, finite (1) */
+  double logr_clip;              /* floor of log R(x_T) (TCHI_SMC_LOGR_CLIP; -inf: none) */
+  uint32_t block;                /* time steps (and boundaries) per network evaluation in both
+                                    passes; 0 = automatic (tchi_dchunk). Results do not depend
+                                    on it. */
+} tchi_smc_loss_params;
+void tchi_smc_loss_params_default(tchi_smc_loss_params *p, uint32_t n_chunks);
+
+typedef struct tchi_smc_loss_result {
+  double loss;                   /* the batch loss mean_i L_i */
+  double tb;                     /* mean_i δ_i² (lv_subtb: mean_i ρ_i²; subtb: a diagnostic
+                                    not part of loss) */
+  double subtb;                  /* mean_i SubTB_i, before the weight w */
+} tchi_smc_loss_result;
+
+/* Per-batch arrays of the loss, grown on demand and reused (no allocation once warm).
+ * After a successful call: log_f (n x (K+1), row i = log F_0..log F_K of trajectory i),
+ * chunk_delta (n x K, Σ_{k in chunk j} Δ_k), log_r_mid (K-1 boundary-major blocks of n: the
+ * interior log R used), tb_res (n: δ_i, or ρ_i for lv_subtb). */
+typedef struct tchi_smc_loss_ws {
+  double *log_f, *chunk_delta, *log_r_mid, *tb_res, *log_p0;
+  double *coef;                  /* n x K: dL / d(Σ_{k in chunk j} log q) */
+  double *d_f;                   /* (K-1) x n: dL / d log F_j at interior boundaries */
+  double *r_minus_ref;           /* (K-1) x n: log R - log p_ref there (d log F / d beta) */
+  double *stage;                 /* a block of boundaries x n x dim staged states */
+  double *beta, *d_beta;         /* T + 1 */
+  uint32_t *steps;               /* K */
+  size_t cap_n, cap_nk, cap_stage, cap_t;
+} tchi_smc_loss_ws;
+void tchi_smc_loss_ws_init(tchi_smc_loss_ws *w);
+void tchi_smc_loss_ws_destroy(tchi_smc_loss_ws *w);
+
+/* The loss of p->type on the trajectories t of net (dim, T, and Langevin gradients as
+ * tchi_dtraj_check requires) with their terminal log R log_r (n) and interior boundary
+ * log R log_r_mid ((K-1) x n boundary-major: entry (j-1) n + i is log R(x_{jL}) of trajectory
+ * i, j = 1..K-1; the SMC record's chunk_log_r1 has this layout for unresampled particles),
+ * or, when log_r_mid is NULL and K > 1, evaluated through env (tchi_env_log_density,
+ * n (K-1) points). flow may be NULL: f_phi = 0 with the linear schedule, nothing trained.
+ *
+ * Two passes (§5.5): pass 1 evaluates, without keeping activations, the policy on blocks of
+ * time steps and f_phi on blocks of boundaries, and forms every residual and adjoint; with
+ * grad, pass 2 evaluates each block again, keeps its activations and back-propagates at
+ * once, so memory holds one block, never a whole trajectory. Gradients are ADDED to
+ * net->grads, net->log_z_grad (if spec.learn_log_z) and, with a flow, its parameter, phase
+ * and beta-logit gradients: the caller zeroes them and steps the optimisers.
+ * res (may be NULL) receives the batch loss and its parts, tb_residual (n, may be NULL) δ_i
+ * (lv_subtb: ρ_i) for the IW buffer's loss priority and the Teacher's reward.
+ * TCH_E_ARG: NULL net/t/log_r/p/ws, K not dividing T, flow or env shapes disagreeing, no
+ * source for the interior log R, bad parameters; TCH_E_NUMERIC: a non-finite log R (given
+ * or evaluated), twist or residual, naming the trajectory, and then nothing is accumulated;
+ * TCH_E_CALLBACK from env; TCH_E_NOMEM. Everything that can allocate does so before the
+ * first gradient is added. */
+tch_status tchi_smc_joint_loss(struct tchi_dnet *net, struct tchi_dflow *flow,
+                               struct tch_env *env, const struct tchi_dtraj *t,
+                               const double *log_r, const double *log_r_mid,
+                               const tchi_smc_loss_params *p, int grad, tchi_smc_loss_ws *ws,
+                               tchi_smc_loss_result *res, double *tb_residual);
+
 #endif /* TCHI_SMC_H */
