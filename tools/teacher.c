@@ -565,7 +565,17 @@ static void parse_train(int argc, char **argv, train_opts *o)
  * (diffusion/train.py): what teacher.enabled, buffer.enabled and local_search.enabled select. */
 static const char *diffusion_method(const tch_config *c)
 {
-  int teacher = 0, buffer = 0, ls = 0;
+  int teacher = 0, buffer = 0, ls = 0, smc = 0;
+  /* Reinforced SMC (smc.enabled): its method, named by the reference's trainers */
+  tch_config_get_bool(c, "smc.enabled", &smc);
+  if (smc) {
+    const char *m = "";
+    tch_config_get_string(c, "smc.method", &m);
+    if (!strcmp(m, "smc_buffer")) return "Reinforced SMC: TB/SubTB + SMC + IW buffer (gfn_subtb_smc)";
+    if (!strcmp(m, "smc")) return "Reinforced SMC: TB/SubTB + SMC, no buffer (gfn_subtb_smc_nobuffer)";
+    if (!strcmp(m, "tb_buffer")) return "Reinforced SMC baseline: TB + IW buffer (gfn_tb)";
+    return "Reinforced SMC baseline: TB on-policy, OU reference (gfn_tb)";
+  }
   tch_config_get_bool(c, "teacher.enabled", &teacher);
   tch_config_get_bool(c, "buffer.enabled", &buffer);
   tch_config_get_bool(c, "local_search.enabled", &ls);

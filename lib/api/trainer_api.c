@@ -102,7 +102,9 @@ tch_status tch_trainer_get_buffer(tch_trainer *t, tch_buffer **borrowed)
   CHECK_ARG(borrowed, "out is NULL");
   *borrowed = NULL;
   CHECK_ARG(t, "trainer is NULL");
-  if (!t->buffer) return tchi_fail(TCH_E_STATE, "this trainer has no replay buffer (buffer.enabled is false)");
+  if (!t->buffer)
+    return tchi_fail(TCH_E_STATE, "this trainer has no replay buffer handle (buffer.enabled is "
+                     "false; the IW buffer of smc.enabled is internal)");
   *borrowed = t->buffer;
   return TCH_OK;
 }

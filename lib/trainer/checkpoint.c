@@ -13,6 +13,8 @@
  * Diffusion trainers (energy envs) write CONF, STAT and BUFF as above, and
  *   DSTU  Student diffusion network + Adam state    DTEA  Teacher network + Adam state
  *   DIFF  threshold, skip counters, last metrics, evaluation results
+ *   DSMC  Reinforced SMC (smc.enabled): method, prefill flag, sweep count, last metrics,
+ *         the log-flow twist + its Adam state, the IW replay buffer
  * Random numbers need no section: every stream is keyed by (seed, purpose, step); nor does
  * the learning-rate schedule, a function of the step. */
 #include <math.h>
@@ -35,6 +37,7 @@
 #define TAG_DSTU TAG('D', 'S', 'T', 'U')
 #define TAG_DTEA TAG('D', 'T', 'E', 'A')
 #define TAG_DIFF TAG('D', 'I', 'F', 'F')
+#define TAG_DSMC TAG('D', 'S', 'M', 'C')
 
 /* ---- writing ---------------------------------------------------------------------------- */
 static size_t section_begin(tchi_writer *w, uint32_t tag)
@@ -103,6 +106,30 @@ static void write_diffusion(tchi_writer *w, const tch_trainer *t)
   const double *ev = (const double *)&d->ev;
   tchi_put_u64(w, DEVAL_N);
   for (size_t i = 0; i < DEVAL_N; i++) tchi_put_f64(w, ev[i]);
+  section_end(w, at);
+  const tchi_dsmc *m = d->smc;
+  if (!m) return;
+  at = section_begin(w, TAG_DSMC);
+  tchi_put_u32(w, (uint32_t)m->method);
+  tchi_put_u32(w, (uint32_t)m->prefilled);
+  tchi_put_u64(w, m->sweeps);
+  tchi_put_f64(w, m->last_tb);
+  tchi_put_f64(w, m->last_subtb);
+  tchi_put_f64(w, m->last_log_z_hat);
+  tchi_put_f64(w, m->last_resamples);
+  tchi_put_f64(w, m->last_ess);
+  tchi_put_u32(w, m->flow != NULL);
+  if (m->flow) {
+    tchi_dflow_write(m->flow, w);
+    write_adam(w, &m->flow_opt);
+  }
+  tchi_put_u32(w, m->buf != NULL);
+  if (m->buf) {
+    tchi_iwbuf_write(m->buf, w);
+    /* the last draw's tempering (metrics smc.buffer.*), not part of the buffer's record */
+    tchi_put_f64(w, m->buf->last_temperature);
+    tchi_put_f64(w, m->buf->last_ess);
+  }
   section_end(w, at);
 }
 
@@ -263,6 +290,66 @@ static tch_status read_diff(tchi_reader *r, tchi_dtrainer *d)
   return TCH_OK;
 }
 
+/* Reinforced SMC's state into the trainer built from the same config: the flow's weights
+ * are copied into the existing flow (its optimiser points at it), the buffer replaced. */
+static tch_status read_dsmc(tchi_reader *r, tchi_dsmc *m)
+{
+  uint32_t method, prefilled, has_flow, has_buf;
+  tch_status s;
+  if ((s = tchi_get_u32(r, &method)) || (s = tchi_get_u32(r, &prefilled))) return s;
+  if (method != (uint32_t)m->method || prefilled > 1) return malformed(r, "SMC method");
+  uint64_t sweeps;
+  double last[5];
+  if ((s = tchi_get_u64(r, &sweeps))) return s;
+  for (int i = 0; i < 5; i++)
+    if ((s = tchi_get_f64(r, &last[i]))) return s;
+  if ((s = tchi_get_u32(r, &has_flow))) return s;
+  if (has_flow != (m->flow != NULL)) return malformed(r, "SMC log-flow presence");
+  if (m->flow) {
+    tchi_dflow *f;
+    if ((s = tchi_dflow_read(r, &f))) return s;
+    tchi_dflow *q = m->flow;
+    if (f->spec.dim != q->spec.dim || f->spec.T != q->spec.T || f->spec.hidden != q->spec.hidden ||
+        f->spec.layers != q->spec.layers || f->spec.beta != q->spec.beta ||
+        f->time.n_params != q->time.n_params || f->body.n_params != q->body.n_params) {
+      tchi_dflow_free(f);
+      return malformed(r, "SMC log-flow does not match its config or the env");
+    }
+    memcpy(q->time.params, f->time.params, q->time.n_params * sizeof(float));
+    memcpy(q->body.params, f->body.params, q->body.n_params * sizeof(float));
+    memcpy(q->phase, f->phase, q->spec.hidden * sizeof(float));
+    memcpy(q->beta_logit, f->beta_logit, q->spec.T * sizeof(double));
+    tchi_dflow_free(f);
+    if ((s = read_adam(r, &m->flow_opt))) return s;
+  }
+  if ((s = tchi_get_u32(r, &has_buf))) return s;
+  if (has_buf != (m->buf != NULL)) return malformed(r, "SMC buffer presence");
+  if (m->buf) {
+    tchi_iwbuf *b;
+    if ((s = tchi_iwbuf_read(r, &b))) return s;
+    if ((s = tchi_get_f64(r, &b->last_temperature)) || (s = tchi_get_f64(r, &b->last_ess))) {
+      tchi_iwbuf_free(b);
+      return s;
+    }
+    const tchi_iwbuf_params *x = &b->prm, *y = &m->buf->prm;
+    if (x->dim != y->dim || x->capacity != y->capacity || x->priority != y->priority ||
+        x->resampler != y->resampler || memcmp(&x->target_ess, &y->target_ess, sizeof(double)) != 0) {
+      tchi_iwbuf_free(b);
+      return malformed(r, "SMC buffer does not match its config or the env");
+    }
+    tchi_iwbuf_free(m->buf);
+    m->buf = b;
+  }
+  m->prefilled = (int)prefilled;
+  m->sweeps = sweeps;
+  m->last_tb = last[0];
+  m->last_subtb = last[1];
+  m->last_log_z_hat = last[2];
+  m->last_resamples = last[3];
+  m->last_ess = last[4];
+  return TCH_OK;
+}
+
 static tch_status read_visits(tchi_reader *r, tch_trainer *t)
 {
   tchi_visits *v = &t->visits;
@@ -319,7 +406,7 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
     goto done;
   }
   int seen_stat = 0, seen_stud = 0, seen_teac = 0, seen_buff = 0, seen_vist = 0, seen_gafn = 0;
-  int seen_dstu = 0, seen_dtea = 0, seen_diff = 0;
+  int seen_dstu = 0, seen_dtea = 0, seen_diff = 0, seen_dsmc = 0;
   while (r.pos < r.len) {
     uint32_t tag;
     uint64_t len;
@@ -339,9 +426,9 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
       if ((s = tchi_trainer_create(env, cfg, &t))) goto done;
     } else if (tag == TAG_STAT || tag == TAG_STUD || tag == TAG_TEAC || tag == TAG_BUFF ||
                tag == TAG_VIST || tag == TAG_GAFN || tag == TAG_DSTU || tag == TAG_DTEA ||
-               tag == TAG_DIFF) {
+               tag == TAG_DIFF || tag == TAG_DSMC) {
       if (!t) { s = malformed(&r, "state before the config section"); goto done; }
-      const int diffusion_tag = tag == TAG_DSTU || tag == TAG_DTEA || tag == TAG_DIFF;
+      const int diffusion_tag = tag == TAG_DSTU || tag == TAG_DTEA || tag == TAG_DIFF || tag == TAG_DSMC;
       const int discrete_tag = tag == TAG_STUD || tag == TAG_TEAC || tag == TAG_VIST || tag == TAG_GAFN;
       if ((t->kind == TCHI_TRAINER_DIFFUSION && discrete_tag) ||
           (t->kind == TCHI_TRAINER_DISCRETE && diffusion_tag)) {
@@ -357,6 +444,10 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
         if (!t->diff->teacher.net) { s = malformed(&r, "Teacher state but teacher.enabled is false"); goto done; }
         if ((s = read_dlearner(&r, &t->diff->teacher))) goto done;
         seen_dtea = 1;
+      } else if (tag == TAG_DSMC) {
+        if (!t->diff->smc) { s = malformed(&r, "SMC state but smc.enabled is false"); goto done; }
+        if ((s = read_dsmc(&r, t->diff->smc))) goto done;
+        seen_dsmc = 1;
       } else if (tag == TAG_DIFF) {
         if ((s = read_diff(&r, t->diff))) goto done;
         seen_diff = 1;
@@ -406,7 +497,8 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
   }
   int complete = t && seen_stat && (!t->buffer || seen_buff);
   if (complete && t->kind == TCHI_TRAINER_DIFFUSION)
-    complete = seen_dstu && seen_diff && (!t->diff->teacher.net || seen_dtea);
+    complete = seen_dstu && seen_diff && (!t->diff->teacher.net || seen_dtea) &&
+               (!t->diff->smc || seen_dsmc);
   else if (complete)
     complete = seen_stud && (!t->teacher.policy || seen_teac) && (!t->env->exact || seen_vist) &&
                (!t->gafn || seen_gafn);

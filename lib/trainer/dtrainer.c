@@ -115,6 +115,7 @@ void tchi_dtrainer_destroy(tch_trainer *t)
   tchi_mala_result_destroy(&d->mala_out);
   tchi_free(d->ls_rec);
   tchi_free(d->snap_rec); tchi_free(d->snap_log_r); tchi_free(d->snap_prio);
+  tchi_dsmc_destroy(d->smc);
   tchi_free(d);
   t->diff = NULL;
 }
@@ -293,13 +294,18 @@ tch_status tchi_dtrainer_create(tch_env *env, const tch_config *c, tch_trainer *
    * log_var_range 4 (train.py builds gfn_adv with both hard-coded). */
   tchi_dnet_spec spec;
   if ((s = spec_from_config(cf, env, &spec))) goto fail;
-  const double wd = tchi_cfg_double(cf, "student.weight_decay");
+  /* Reinforced SMC (dsmc.c): the Student becomes the OU-DDS PIS policy, trained without
+   * weight decay and clipped jointly with the flow by dsmc.c. */
+  const int smc_on = tchi_cfg_bool(cf, "smc.enabled");
+  if (smc_on && (s = tchi_dsmc_configure(c, t->cfg, env, &spec))) goto fail;
+  const double wd = smc_on ? 0.0 : tchi_cfg_double(cf, "student.weight_decay");
   tchi_rng rng;
   tchi_rng_seed(&rng, t->seed, tchi_stream_id(TCHI_STREAM_INIT, 0));
   if ((s = dlearner_init(&d->student, &spec, &rng, tchi_cfg_double(cf, "student.lr"),
                          tchi_cfg_double(cf, "student.lr_logz"), wd,
-                         tchi_cfg_double(cf, "student.grad_clip"), 1)))
+                         smc_on ? 0.0 : tchi_cfg_double(cf, "student.grad_clip"), 1)))
     goto fail;
+  if (smc_on && (s = tchi_dsmc_create(t))) goto fail;
   if (teacher_on) {
     tchi_dnet_spec ts = spec;
     ts.langevin = 0;
@@ -737,6 +743,7 @@ static tch_status dstep(tch_trainer *t)
 tch_status tchi_dtrainer_one_step(tch_trainer *t)
 {
   tchi_dtrainer *d = t->diff;
+  if (d->smc) return tchi_dsmc_one_step(t);
   d->snap_taken = 0;
   tch_status s = dstep(t);
   if (s) restore(t);
@@ -867,6 +874,10 @@ static const char *const dmetric_names[] = {
   "skipped.teacher_batch", "skipped.teacher_update", "skipped.student", "eval.log_z",
   "eval.elbo", "eval.eubo", "eval.ess", "eval.ess_fraction", "eval.delta_log_z",
   "eval.mean_log_likelihood", "eval.w1", "eval.w2", "eval.mmd",
+  /* Reinforced SMC (dsmc.c; NaN otherwise): loss parts, the last SMC sweep's log Z-hat,
+   * resampling events and output ESS_n, sweeps so far, the IW buffer's last draw */
+  "smc.loss.tb", "smc.loss.subtb", "smc.log_z_hat", "smc.resamples", "smc.ess", "smc.sweeps",
+  "smc.buffer.ess", "smc.buffer.temperature",
 };
 #define N_DMETRICS (sizeof dmetric_names / sizeof dmetric_names[0])
 
@@ -883,6 +894,7 @@ tch_status tchi_dtrainer_metric(const tch_trainer *t, const char *name, double *
   const tchi_dtrainer *d = t->diff;
   const int teacher = d->teacher.net != NULL;
   const tchi_deval *e = &d->ev;
+  if (tchi_dsmc_metric(t, name, out)) return TCH_OK;
   if (!strcmp(name, "step")) *out = (double)t->step;
   else if (!strcmp(name, "loss.student")) *out = d->student.last_loss;
   else if (!strcmp(name, "logz.student")) *out = d->student.net->log_z;

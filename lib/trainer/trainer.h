@@ -8,6 +8,7 @@
 #include "diffusion/dmetrics.h"
 #include "teacher/behaviour.h"
 #include "teacher/trainer.h"
+#include "smc/smc.h"
 
 /* Exact-target statistics of the visited terminal states (training visits). */
 typedef struct tchi_visits {
@@ -129,7 +130,8 @@ struct tchi_dtrainer {
   int ls;                       /* MALA local search (--per --ls, --teacher --els) */
   uint32_t dim, T;
   uint32_t chunk;               /* TB time steps per backward block (0 = default) */
-  uint64_t milestones[2];       /* scheduler steps (x gamma each), only if >= 0 */
+  uint64_t milestones[4];       /* scheduler steps (x gamma each), only if >= 0 (Teacher
+                                   paper: 2; Reinforced SMC: smc.lr_milestones, up to 4) */
   int n_milestones;
   double gamma;
   double expl_factor;           /* exploration std (0 = off) */
@@ -171,6 +173,7 @@ struct tchi_dtrainer {
   double *snap_log_r, *snap_prio;
   size_t snap_n, snap_cap;
   int snap_taken;
+  struct tchi_dsmc *smc;        /* Reinforced SMC's loop (smc.enabled, dsmc.c), else NULL */
 };
 
 tch_status tchi_dtrainer_create(tch_env *env, const tch_config *c, tch_trainer **out);
@@ -187,6 +190,64 @@ tch_status tchi_dtrainer_sample(tch_trainer *t, uint64_t seed, size_t n, double 
 /* Buffer records <-> points: a record holds a point's doubles bit for bit. */
 void tchi_dpoint_to_record(uint32_t dim, const double *x, int32_t *rec);
 void tchi_drecord_to_point(uint32_t dim, const int32_t *rec, double *x);
+
+/* ---- Reinforced SMC's loop (dsmc.c; spec reinforced-smc.md §4-§7) ------------------------
+ * With smc.enabled the diffusion trainer's Student is an OU-DDS net (PIS architecture), so
+ * sampling, evaluation and the DSTU checkpoint section work unchanged; this part adds the
+ * log-flow twist, the IW replay buffer, the SMC sampler and the schedule of §7. */
+typedef enum tchi_smc_method {
+  TCHI_SMC_METHOD_SMC_BUFFER = 0,   /* SMC + IW buffer (the paper's method) */
+  TCHI_SMC_METHOD_SMC = 1,          /* SMC, replay steps train on its particles */
+  TCHI_SMC_METHOD_TB_BUFFER = 2,    /* TB + IW buffer, no SMC, no flow */
+  TCHI_SMC_METHOD_TB = 3            /* on-policy TB */
+} tchi_smc_method;
+
+typedef struct tchi_dsmc {
+  tchi_smc_method method;
+  uint64_t replay_ratio;           /* r: on-policy iff it mod (r+1) == 0 */
+  size_t prefill_batches;
+  tchi_smc_params sp;              /* sampler settings (N = train.batch_size) */
+  tchi_smc_loss_params lp;         /* TB methods: 1 chunk, SubTB weight 0 */
+  double grad_clip;                /* joint over policy, log Z, flow, beta (0 = off) */
+  tchi_dflow *flow;                /* SMC methods only, else NULL */
+  tchi_adam flow_opt;              /* its groups (tchi_dflow_param_groups order) */
+  double flow_base_lr[TCHI_ADAM_MAX_GROUPS];
+  tchi_iwbuf *buf;                 /* buffer methods only, else NULL */
+  /* state saved in checkpoints (section DSMC) */
+  int prefilled;                   /* the prefill ran (buffer methods) */
+  uint64_t sweeps;                 /* SMC runs so far, prefill included */
+  double last_tb, last_subtb;      /* loss parts of the last step */
+  double last_log_z_hat;           /* log Z-hat of the last SMC sweep */
+  double last_resamples;           /* resampling events of the last sweep */
+  double last_ess;                 /* ESS_n of the last sweep's output weights */
+  /* per-step scratch (no allocation once warm) */
+  tchi_smc_sampler sampler;
+  tchi_smc_loss_ws lws;
+  double *x, *log_r, *log_iw, *res;   /* batch x dim, batch, batch, batch */
+  /* buffer undo log: the step's insertions are undone if the step fails */
+  size_t u_n, u_head, u_saved, u_cap;
+  uint64_t u_added;
+  double u_temp, u_ess;
+  size_t *u_slot;
+  double *u_x, *u_log_r, *u_log_iw, *u_prio;
+  int u_taken;
+} tchi_dsmc;
+
+/* With smc.enabled: checks the keys against each other and the env (orig: the config as the
+ * host gave it, before tchi_trainer_resolve_defaults; may be NULL) and turns spec into the
+ * OU-DDS PIS net; sets student.weight_decay and student.grad_clip to the effective 0 in
+ * the trainer's copy c. TCH_E_CONFIG naming the key. */
+tch_status tchi_dsmc_configure(const tch_config *orig, tch_config *c, const tch_env *env,
+                               tchi_dnet_spec *spec);
+/* After the Student exists: the flow, its optimiser, the IW buffer, the scheduler. */
+tch_status tchi_dsmc_create(tch_trainer *t);
+void tchi_dsmc_destroy(tchi_dsmc *m);   /* NULL is a no-op; frees m */
+/* One iteration of §7; on failure the trainer is as before the call. */
+tch_status tchi_dsmc_one_step(tch_trainer *t);
+/* 1 and *out set if name is one of the smc.* metrics or buffer.size, else 0. */
+int tchi_dsmc_metric(const tch_trainer *t, const char *name, double *out);
+/* Identifies the built-in target for smc.init_std = -1 (spec §9.1). */
+double tchi_dsmc_default_init_std(const tch_env *env);
 
 /* checkpoint.c */
 tch_status tchi_trainer_save(const tch_trainer *t, const char *path);

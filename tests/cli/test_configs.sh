@@ -25,7 +25,7 @@ for f in "$SRC"/examples/configs/*.yaml; do
   cmp -s out.txt out.yaml || fail "$name: printed config does not round-trip"
   n=$((n + 1))
 done
-[ $n -eq 73 ] || fail "expected 73 shipped configs (64 grid study + default + 8 diffusion), found $n"
+[ $n -eq 82 ] || fail "expected 82 shipped configs (64 grid study + default + 8 diffusion + 9 Reinforced SMC), found $n"
 for g in d2_h64 d2_h128 d4_h16 d4_h32; do
   for m in tb tb_eps tb_prt tb_per teacher teacher_prt teacher_per tb_ls teacher_ls tb_ls_per \
            teacher_ls_per db db_per teacher_db teacher_db_per gafn; do
@@ -41,6 +41,17 @@ for e in gmm25:2 manywell:32; do
     [ -f "$SRC/examples/configs/$f" ] || fail "missing $f"
     grep -q -F "ok: 10001 steps, diffusion sampler on a ${e#*:}-D target, T 100, batch 500, ${m#*:}" \
       "check_$f.txt" || fail "$f: $(cat "check_$f.txt")"
+  done
+done
+# The Reinforced SMC study: 3 targets x 3 methods at the reference's sizes (N 2000, T 64,
+# 20000 iterations), with the method --check reports.
+for e in gmm40:2 funnel:10 manywell:32; do
+  for m in smc_buffer:'TB/SubTB + SMC + IW buffer' tb_buffer:'TB + IW buffer' tb:'TB on-policy, OU reference'; do
+    f="smc_${e%%:*}_${m%%:*}.yaml"
+    [ -f "$SRC/examples/configs/$f" ] || fail "missing $f"
+    grep -q -F "ok: 20000 steps, diffusion sampler on a ${e#*:}-D target, T 64, batch 2000, Reinforced SMC" \
+      "check_$f.txt" || fail "$f: $(cat "check_$f.txt")"
+    grep -q -F "${m#*:}" "check_$f.txt" || fail "$f: $(cat "check_$f.txt")"
   done
 done
 # The defaults print too, and --set applies.
