@@ -220,3 +220,28 @@ typedef int (*tch_progress_fn)(void *user, const tch_trainer *t, uint64_t step);
  tch_status tch_trainer_sample_continuous(tch_trainer *t, uint64_t seed, size_t n,
                                                  double *out_x,
                                                  double *out_log_w );
+typedef struct tch_smc tch_smc;
+typedef enum tch_smc_resampler {
+  TCH_SMC_RESAMPLER_CONFIG = 0,
+  TCH_SMC_RESAMPLER_SYSTEMATIC = 1,
+  TCH_SMC_RESAMPLER_STRATIFIED = 2,
+  TCH_SMC_RESAMPLER_MULTINOMIAL = 3
+} tch_smc_resampler;
+typedef struct tch_smc_desc {
+  uint32_t struct_size;
+  uint32_t n_particles;
+  uint32_t n_chunks;
+  uint32_t resampler;
+  double resample_threshold;
+  double target_ess;
+  int32_t unbiased;
+} tch_smc_desc;
+ tch_status tch_smc_create(tch_trainer *tr, const tch_smc_desc *d, tch_smc **out);
+ tch_smc *tch_smc_retain(tch_smc *s);
+ void tch_smc_free(tch_smc *s);
+ tch_status tch_smc_run(tch_smc *s, uint64_t seed, size_t n, double *out_x,
+                               double *out_log_w ,
+                               double *out_log_z );
+ tch_status tch_smc_metric(const tch_smc *s, const char *name, double *out);
+ tch_status tch_smc_chunk_stats(const tch_smc *s, size_t n_chunks, double *out_ess,
+                                       double *out_temperature, uint8_t *out_resampled);

@@ -11,6 +11,7 @@
  * | teacher/policy.h  | ::tch_policy: a sampler network (Student or Teacher) |
  * | teacher/buffer.h  | ::tch_buffer: replay buffer |
  * | teacher/mixer.h   | ::tch_mixer: behaviour-policy schedule |
+ * | teacher/smc.h     | ::tch_smc: twisted SMC over a diffusion trainer's Student |
  * | teacher/trainer.h | ::tch_trainer: the Teacher-Student training loop |
  *
  * The guides live in the repository's docs/ folder: getting-started.md, api/ (one page per
@@ -34,4 +35,5 @@
 #include "teacher/buffer.h"
 #include "teacher/mixer.h"
 #include "teacher/trainer.h"
+#include "teacher/smc.h"
 #endif /* TEACHER_TEACHER_H */

@@ -35,6 +35,14 @@ int main(void)
   FIELD(tch_energy_desc, sample_reference);
   FIELD(tch_energy_desc, user);
   FIELD(tch_energy_desc, user_free);
+  printf("sizeof tch_smc_desc %zu\n", sizeof(tch_smc_desc));
+  FIELD(tch_smc_desc, struct_size);
+  FIELD(tch_smc_desc, n_particles);
+  FIELD(tch_smc_desc, n_chunks);
+  FIELD(tch_smc_desc, resampler);
+  FIELD(tch_smc_desc, resample_threshold);
+  FIELD(tch_smc_desc, target_ess);
+  FIELD(tch_smc_desc, unbiased);
   printf("sizeof tch_status %zu\n", sizeof(tch_status));
   CONST(TCH_OK);
   CONST(TCH_STOPPED);
@@ -52,5 +60,9 @@ int main(void)
   CONST(TCH_PARAM_BOOL);
   CONST(TCH_PARAM_STRING);
   CONST(TCH_PARAM_ENUM);
+  CONST(TCH_SMC_RESAMPLER_CONFIG);
+  CONST(TCH_SMC_RESAMPLER_SYSTEMATIC);
+  CONST(TCH_SMC_RESAMPLER_STRATIFIED);
+  CONST(TCH_SMC_RESAMPLER_MULTINOMIAL);
   return 0;
 }

@@ -23,6 +23,7 @@ from .policy import Policy, Trajectories, Samples
 from .buffer import Buffer, PRIORITIES
 from .mixer import Mixer, SOURCES, LOCAL_SEARCH
 from .trainer import Trainer
+from .smc import Smc, RESAMPLERS
 from ._ffi import DiscreteEnvDesc, REQUIRED_VERSION, ABI_VERSION
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "InternalError", "StoppedError", "status_str", "version", "version_number",
     "abi_version", "library_path", "set_log_callback", "have_numpy", "DiscreteEnvDesc",
     "PRIORITIES", "SOURCES", "LOCAL_SEARCH", "status", "REQUIRED_VERSION", "ABI_VERSION",
+    "Smc", "RESAMPLERS",
 ]
 
 #: Path (or loader name) of the libteacher shared library in use.

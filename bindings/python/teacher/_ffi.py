@@ -18,7 +18,7 @@ import ctypes.util
 import os
 
 __all__ = ["lib", "library_path", "REQUIRED_VERSION", "ABI_VERSION", "DiscreteEnvDesc",
-           "EnergyDesc"]
+           "EnergyDesc", "SmcDesc"]
 
 #: tch_version_number() of the release this binding was written for (0.1.0).
 REQUIRED_VERSION = 100
@@ -104,12 +104,17 @@ class tch_trainer(_Opaque):
     pass
 
 
+class tch_smc(_Opaque):
+    pass
+
+
 config_p = ctypes.POINTER(tch_config)
 env_p = ctypes.POINTER(tch_env)
 policy_p = ctypes.POINTER(tch_policy)
 buffer_p = ctypes.POINTER(tch_buffer)
 mixer_p = ctypes.POINTER(tch_mixer)
 trainer_p = ctypes.POINTER(tch_trainer)
+smc_p = ctypes.POINTER(tch_smc)
 
 # ---- callbacks (env.h, trainer.h, status.h) --------------------------------------------
 step_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, c_size_t, ctypes.c_void_p,
@@ -168,6 +173,27 @@ class EnergyDesc(ctypes.Structure):
         ("sample_reference", sample_reference_fn),
         ("user", ctypes.c_void_p),
         ("user_free", user_free_fn),
+    ]
+
+
+# tch_smc_resampler (smc.h, pinned)
+TCH_SMC_RESAMPLER_CONFIG = 0
+TCH_SMC_RESAMPLER_SYSTEMATIC = 1
+TCH_SMC_RESAMPLER_STRATIFIED = 2
+TCH_SMC_RESAMPLER_MULTINOMIAL = 3
+
+
+class SmcDesc(ctypes.Structure):
+    """tch_smc_desc (smc.h). Set ``struct_size = ctypes.sizeof(SmcDesc)``; a zero field
+    takes the trainer's value."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("n_particles", ctypes.c_uint32),
+        ("n_chunks", ctypes.c_uint32),
+        ("resampler", ctypes.c_uint32),
+        ("resample_threshold", ctypes.c_double),
+        ("target_ess", ctypes.c_double),
+        ("unbiased", ctypes.c_int32),
     ]
 
 
@@ -323,6 +349,16 @@ tch_trainer_save = _fn("tch_trainer_save", c_status, trainer_p, _cstr)
 tch_trainer_load = _fn("tch_trainer_load", c_status, env_p, _cstr, P(trainer_p))
 tch_trainer_sample_continuous = _fn("tch_trainer_sample_continuous", c_status, trainer_p, _u64,
                                     c_size_t, c_double_p, c_double_p)
+
+# smc.h
+tch_smc_create = _fn("tch_smc_create", c_status, trainer_p, P(SmcDesc), P(smc_p))
+tch_smc_retain = _fn("tch_smc_retain", smc_p, smc_p)
+tch_smc_free = _fn("tch_smc_free", None, smc_p)
+tch_smc_run = _fn("tch_smc_run", c_status, smc_p, _u64, c_size_t, c_double_p, c_double_p,
+                  c_double_p)
+tch_smc_metric = _fn("tch_smc_metric", c_status, smc_p, _cstr, P(_d))
+tch_smc_chunk_stats = _fn("tch_smc_chunk_stats", c_status, smc_p, c_size_t, c_double_p,
+                          c_double_p, c_uint8_p)
 
 
 def _check_version():
