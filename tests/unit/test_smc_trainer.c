@@ -534,6 +534,21 @@ static void coverage(const char *method, const char *seed, size_t *cov10, double
   tch_env_free(e);
 }
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define TCH_HAVE_VALGRIND_H 1
+#endif
+#endif
+static int under_valgrind(void)
+{
+#ifdef TCH_HAVE_VALGRIND_H
+  return RUNNING_ON_VALGRIND != 0;
+#else
+  return 0;
+#endif
+}
+
 START_TEST(smc_buffer_covers_more_modes_than_tb)
 {
   const char *seeds[] = {"1", "2"};
@@ -566,7 +581,10 @@ int main(void)
   tcase_add_test(tc, nan_energy_others);
   tcase_add_test(tc, allocation_failures_roll_back);
   tcase_add_test(tc, warm_iterations_do_not_allocate);
-  tcase_add_test(tc, smc_buffer_covers_more_modes_than_tb);
+  /* The statistical comparison trains four runs of 40 000 energy evaluations: seconds in a
+   * release build, the better part of an hour under valgrind (whose emulated CPU gives BLIS
+   * its generic kernels). It runs everywhere else, ASan included. */
+  if (!under_valgrind()) tcase_add_test(tc, smc_buffer_covers_more_modes_than_tb);
   suite_add_tcase(s, tc);
   return tch_run_suite(s);
 }
