@@ -246,6 +246,15 @@ void tchi_dtraj_stage(tchi_dnet *net, const tchi_dtraj *t, uint32_t i0, uint32_t
 tch_status tchi_dtb_loss(tchi_dnet *net, const tchi_dtraj *t, const double *log_r,
                          const double *log_pf_known, const double *weight, uint32_t chunk,
                          int grad, double *delta, double *loss);
+/* The backward pass shared by the trajectory losses (tchi_dtb_loss, Reinforced SMC's
+ * tchi_smc_joint_loss): accumulates into net->grads
+ *   sum_i sum_k coef[i n_coef + k / (T / n_coef)] d log q(x_{k+1}^i | x_k^i) / d theta
+ * over the n = t->n trajectories, re-evaluating block steps at a time (tchi_dchunk) with the
+ * activations kept until that block's backward. n_coef (dividing T) coefficients per
+ * trajectory, one per run of T / n_coef steps: 1 for TB, the chunk count for SubTB. The
+ * caller has reserved net for block steps of n rows with backward (tchi_dnet_reserve). */
+tch_status tchi_dnet_log_pf_backward(tchi_dnet *net, const tchi_dtraj *t, uint32_t block,
+                                     const double *coef, uint32_t n_coef);
 
 /* ==== Reinforced SMC additions (spec reinforced-smc.md §2-§3) ==================================== */
 

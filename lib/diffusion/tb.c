@@ -20,7 +20,7 @@ tch_status tchi_dtb_loss(tchi_dnet *net, const tchi_dtraj *t, const double *log_
   size_t n = t->n;
   if (n == 0) return TCH_OK;
   if (!log_r) return tchi_fail(TCH_E_ARG, "dtb_loss: NULL log-rewards");
-  uint32_t T = net->spec.T, D = net->spec.dim, k = tchi_dchunk(net, n, chunk);
+  uint32_t k = tchi_dchunk(net, n, chunk);
   double *coef = tchi_dnet_scratch(net, n);
   if (!coef) return TCH_E_NOMEM;
   const double *pf = log_pf_known;
@@ -52,10 +52,18 @@ tch_status tchi_dtb_loss(tchi_dnet *net, const tchi_dtraj *t, const double *log_
     for (size_t i = 0; i < n; i++) gz += coef[i];
     net->log_z_grad += gz;
   }
+  return tchi_dnet_log_pf_backward(net, t, k, coef, 1);
+}
+
+tch_status tchi_dnet_log_pf_backward(tchi_dnet *net, const tchi_dtraj *t, uint32_t block,
+                                     const double *coef, uint32_t n_coef)
+{
+  const uint32_t T = net->spec.T, D = net->spec.dim, L = T / n_coef;
+  const size_t n = t->n;
   double *d_mean, *d_logvar;
   tchi_dnet_grad_in(net, &d_mean, &d_logvar);
-  for (uint32_t i0 = 0; i0 < T; i0 += k) {
-    uint32_t kk = TCHI_MIN(k, T - i0);
+  for (uint32_t i0 = 0; i0 < T; i0 += block) {
+    uint32_t kk = TCHI_MIN(block, T - i0);
     size_t rows = (size_t)kk * n;
     tchi_dtraj_stage(net, t, i0, kk);
     const double *mean, *logvar;
@@ -64,17 +72,19 @@ tch_status tchi_dtb_loss(tchi_dnet *net, const tchi_dtraj *t, const double *log_
     memset(d_logvar, 0, rows * D * sizeof(double));
     for (uint32_t j = 0; j < kk; j++) {
       /* the step's kernel: Brownian (tchi_dkernel_*) or OU-DDS (ou.c) */
+      const uint32_t step = i0 + j, c = step / L;
       tchi_dstep st;
-      tchi_dstep_at(&net->spec, i0 + j, &st);
+      tchi_dstep_at(&net->spec, step, &st);
       for (size_t r = 0; r < n; r++) {
         size_t row = (size_t)j * n + r;
-        tchi_dstep_log_pf_grad(&st, D, tchi_dtraj_state(t, r, i0 + j),
-                               tchi_dtraj_state(t, r, i0 + j + 1), mean + row * D,
-                               logvar + row * D, coef[r], d_mean + row * D,
+        tchi_dstep_log_pf_grad(&st, D, tchi_dtraj_state(t, r, step),
+                               tchi_dtraj_state(t, r, step + 1), mean + row * D,
+                               logvar + row * D, coef[r * n_coef + c], d_mean + row * D,
                                d_logvar + row * D);
       }
     }
-    if ((s = tchi_dnet_backward(net)) != TCH_OK) return s;
+    tch_status s = tchi_dnet_backward(net);
+    if (s != TCH_OK) return s;
   }
   return TCH_OK;
 }

@@ -342,29 +342,7 @@ tch_status tchi_smc_joint_loss(tchi_dnet *net, tchi_dflow *flow, tch_env *env, c
 
   /* pass 2: log Z, then the policy block by block, then the flows boundary block by block */
   if (net->spec.learn_log_z) net->log_z_grad += g_log_z;
-  double *d_mean, *d_logvar;
-  tchi_dnet_grad_in(net, &d_mean, &d_logvar);
-  for (uint32_t i0 = 0; i0 < T; i0 += k) {
-    uint32_t kk = TCHI_MIN(k, T - i0);
-    size_t rows = (size_t)kk * n;
-    tchi_dtraj_stage(net, t, i0, kk);
-    const double *mean, *logvar;
-    tchi_dnet_forward(net, i0, kk, n, 1, &mean, &logvar);
-    memset(d_mean, 0, rows * D * sizeof(double));
-    memset(d_logvar, 0, rows * D * sizeof(double));
-    for (uint32_t j = 0; j < kk; j++) {
-      uint32_t step = i0 + j, c = step / L;
-      tchi_dstep st;
-      tchi_dstep_at(&net->spec, step, &st);
-      for (size_t r = 0; r < n; r++) {
-        size_t row = (size_t)j * n + r;
-        tchi_dstep_log_pf_grad(&st, D, tchi_dtraj_state(t, r, step), tchi_dtraj_state(t, r, step + 1),
-                               mean + row * D, logvar + row * D, ws->coef[r * K + c],
-                               d_mean + row * D, d_logvar + row * D);
-      }
-    }
-    if ((s = tchi_dnet_backward(net)) != TCH_OK) return s;
-  }
+  if ((s = tchi_dnet_log_pf_backward(net, t, k, ws->coef, K)) != TCH_OK) return s;
   if (!flow || K == 1) return TCH_OK;
   for (uint32_t j0 = 1; j0 < K; j0 += nb) {
     uint32_t bb = TCHI_MIN(nb, K - j0);
