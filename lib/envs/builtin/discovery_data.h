@@ -1,6 +1,6 @@
 /* Reward data of the discovery tasks, compiled into the library.
  *
- * The definitions are generated at build time by gen_discovery_data.c from the plain-text
+ * The definitions are generated at build time by tools/gen_discovery_data.c from the plain-text
  * files under data/ (lib/envs/meson.build); the generator checks every count below against
  * the files, so a changed data file that no longer fits fails the build, not a run. */
 #ifndef TCHI_DISCOVERY_DATA_H
