@@ -139,6 +139,21 @@ fail:
   return st;
 }
 
+tch_status tchi_env_create_builtin_discrete(tch_discrete_env_desc *d, void *data,
+                                            void (*data_free)(void *), tch_env **out)
+{
+  d->user = data;
+  d->user_free = NULL;   /* data is the env's builtin data, freed by builtin_free */
+  tch_status st = tchi_env_create_discrete(d, out);
+  if (st != TCH_OK) {
+    data_free(data);
+    return st;
+  }
+  (*out)->builtin = data;
+  (*out)->builtin_free = data_free;
+  return TCH_OK;
+}
+
 tch_status tch_env_create_discrete(const tch_discrete_env_desc *d, tch_env **out)
 {
   return tchi_env_create_discrete(d, out);

@@ -73,6 +73,11 @@ int tchi_env_is_s0(const tch_env *e, const int32_t *state);
 
 /* Generic constructor used by tch_env_create_discrete and the built-ins. */
 tch_status tchi_env_create_discrete(const tch_discrete_env_desc *d, tch_env **out);
+/* A built-in discrete env: d's callbacks get data as their user pointer, and the env owns
+ * data (data_free at destruction, via builtin / builtin_free; d->user and d->user_free are
+ * set here). On failure data is freed at once and *out is NULL. */
+tch_status tchi_env_create_builtin_discrete(tch_discrete_env_desc *d, void *data,
+                                            void (*data_free)(void *), tch_env **out);
 
 /* Energy envs (energy.c). The generic constructor used by tch_env_create_energy and the
  * built-ins (c may be NULL: defaults). */

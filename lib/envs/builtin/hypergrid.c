@@ -277,18 +277,13 @@ tch_status tch_env_create_hypergrid(uint32_t ndim, uint32_t horizon, double beta
     d.log_reward = hg_log_reward;
     d.features = NULL;
     d.vocab = vocab;
-    d.user = g;
-    d.user_free = NULL;   /* g is the env's builtin data, freed by builtin_free */
-    st = tchi_env_create_discrete(&d, &e);
+    st = tchi_env_create_builtin_discrete(&d, g, hg_free, &e);
+  } else {
+    hg_free(g);
   }
   tchi_free(s0);
   tchi_free(vocab);
-  if (st != TCH_OK) {
-    hg_free(g);
-    return st;
-  }
-  e->builtin = g;
-  e->builtin_free = hg_free;
+  if (st != TCH_OK) return st;
   /* The reference's L1 window (grid/trainer.py num_empirical_loss = -1). */
   e->default_num_empirical = ndim == 2 ? (horizon <= 256 ? 10000 : 20000)
                            : ndim == 4 ? (horizon <= 16 ? 10000 : 20000) : 20000;

@@ -434,18 +434,13 @@ tch_status tchi_env_create_seqpa(const tchi_seqpa_task *task, tch_env **out)
     d.masks = sp_masks;
     d.log_reward = sp_log_reward;
     d.vocab = vocab;
-    d.user = p;
-    d.user_free = NULL;   /* p is the env's builtin data, freed by builtin_free */
-    st = tchi_env_create_discrete(&d, &e);
+    st = tchi_env_create_builtin_discrete(&d, p, sp_free, &e);
+  } else {
+    sp_free(p);
   }
   tchi_free(s0);
   tchi_free(vocab);
-  if (st != TCH_OK) {
-    sp_free(p);
-    return st;
-  }
-  e->builtin = p;
-  e->builtin_free = sp_free;
+  if (st != TCH_OK) return st;
   e->default_buffer_capacity = task->buffer_capacity;
   if (task->enumerate) {
     st = sp_build_exact(e, p);
