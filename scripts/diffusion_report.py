@@ -21,8 +21,6 @@ With --update FILE the tables replace what lies between the lines "<!-- results:
 and "<!-- results:end -->" of FILE. Python 3 standard library only.
 """
 import argparse
-import csv
-import json
 import math
 import os
 import re
@@ -30,7 +28,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import summarize_grid as sg  # noqa: E402  (last_record, RUN: the same metrics files)
+import summarize_grid as sg  # noqa: E402  (records, last_record, RUN: the same metrics files)
 
 NAME = re.compile(r"^diffusion_(?P<target>[a-z0-9]+)_(?P<method>.+)$")
 TARGETS = [("gmm25", "25GMM (2-D, log Z = 0)", 0.0),
@@ -72,24 +70,9 @@ def collect(directory, names):
 
 def eval_records(path):
     """{step: record} of the intermediate evaluations (non-final records with eval.log_z)."""
-    out = {}
-    with open(path, newline="") as f:
-        lines = [ln for ln in f.read().split("\n") if ln.strip()]
-    if path.endswith(".jsonl"):
-        recs = []
-        for ln in lines:
-            try:
-                recs.append({k: sg.number(v) for k, v in json.loads(ln).items()})
-            except ValueError:
-                continue
-    else:
-        rows = list(csv.reader(lines))
-        recs = [{k: sg.number(v) for k, v in zip(rows[0], r)} for r in rows[1:]
-                if len(r) == len(rows[0])] if rows else []
-    for r in recs:
-        if r.get("final") != 1.0 and not math.isnan(r.get("eval.log_z", math.nan)):
-            out[int(r["step"])] = r
-    return out
+    return {int(r["step"]): r for r in sg.records(path)
+            if r is not None and r.get("final") != 1.0
+            and not math.isnan(r.get("eval.log_z", math.nan))}
 
 
 def metric_cells(recs, log_z, w2):

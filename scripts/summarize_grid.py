@@ -35,8 +35,9 @@ def number(v):
         return math.nan
 
 
-def last_record(path):
-    """The last complete record of a metrics file as a dict of floats (None if empty)."""
+def records(path):
+    """Every complete record of a metrics file, in order, as dicts of floats; a line that does
+    not parse (a JSON error, a CSV row of the wrong width) is None."""
     with open(path, newline="") as f:
         text = f.read()
     lines = text.split("\n")
@@ -44,19 +45,27 @@ def last_record(path):
         lines = lines[:-1]  # a partial last line (a run writing right now)
     lines = [ln for ln in lines if ln.strip()]
     if path.endswith(".jsonl"):
-        for ln in reversed(lines):
+        out = []
+        for ln in lines:
             try:
-                return {k: number(v) for k, v in json.loads(ln).items()}
+                out.append({k: number(v) for k, v in json.loads(ln).items()})
             except ValueError:
-                continue
-        return None
-    if len(lines) < 2:
-        return None
+                out.append(None)
+        return out
+    if not lines:
+        return []
     header = next(csv.reader([lines[0]]))
-    row = next(csv.reader([lines[-1]]))
-    if len(row) != len(header):
-        return None
-    return {k: number(v) for k, v in zip(header, row)}
+    return [{k: number(v) for k, v in zip(header, row)} if len(row) == len(header) else None
+            for row in csv.reader(lines[1:])]
+
+
+def last_record(path):
+    """The last complete record of a metrics file as a dict of floats (None if empty; a
+    CSV whose last row does not parse gives None, a JSONL file its last parseable record)."""
+    recs = records(path)
+    if path.endswith(".jsonl"):
+        recs = [r for r in recs if r is not None]
+    return recs[-1] if recs else None
 
 
 def mean_std(values, fmt):
