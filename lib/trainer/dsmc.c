@@ -37,20 +37,6 @@
 #include "config/config.h"
 #include "envs/env.h"
 
-/* Sub-streams within a purpose, keyed as dtrainer.c does: index = sub << 40 | step (or the
- * prefill batch). dtrainer.c's own steps never run in an SMC trainer. */
-enum {
-  SUB_MAIN = 0,      /* STUDENT: on-policy batch; SMC: the sweep; BUFFER: the replay draw */
-  SUB_AUX = 1,       /* STUDENT: backward trajectories of the replayed points */
-  SUB_PREFILL = 6    /* SMC / STUDENT: prefill batch b (index = b) */
-};
-
-static void seed_stream(tchi_rng *r, const tch_trainer *t, unsigned purpose, unsigned sub,
-                        uint64_t index)
-{
-  tchi_rng_seed(r, t->seed, tchi_stream_id(purpose, (uint64_t)sub << 40 | index));
-}
-
 static tch_status reject(const char *key, const char *why)
 {
   return tchi_fail(TCH_E_CONFIG, "key '%s': %s", key, why);
@@ -387,13 +373,13 @@ static tch_status prefill(tch_trainer *t, step_out *o)
   tch_status s;
   for (size_t b = 0; b < m->prefill_batches; b++) {
     if (m->method == TCHI_SMC_METHOD_SMC_BUFFER) {
-      seed_stream(&rng, t, TCHI_STREAM_SMC, SUB_PREFILL, b);
+      tchi_dseed(&rng, t, TCHI_STREAM_SMC, TCHI_DSUB_PREFILL, b);
       if ((s = tchi_smc_run(d->student.net, m->flow, t->env, &m->sp, &rng, &m->sampler)))
         return tchi_fail_prefix(s, "SMC prefill sweep %zu: ", b);
       note_sweep(&m->sampler, o);
       if ((s = buffer_insert(m, B, m->sampler.x, m->sampler.log_r, m->sampler.log_w, NULL))) return s;
     } else {
-      seed_stream(&rng, t, TCHI_STREAM_STUDENT, SUB_PREFILL, b);
+      tchi_dseed(&rng, t, TCHI_STREAM_STUDENT, TCHI_DSUB_PREFILL, b);
       if ((s = on_policy_batch(t, &rng, o))) return tchi_fail_prefix(s, "SMC prefill batch %zu: ", b);
       const double *loss = NULL;
       if (m->buf->prm.priority == TCHI_IWBUF_LOSS) {
@@ -451,12 +437,12 @@ static tch_status smc_step(tch_trainer *t, step_out *o, int *replay)
   const int on_policy = m->method == TCHI_SMC_METHOD_TB || it % (m->replay_ratio + 1) == 0;
   *replay = !on_policy;
   if (on_policy) {
-    seed_stream(&rng, t, TCHI_STREAM_STUDENT, SUB_MAIN, it);
+    tchi_dseed(&rng, t, TCHI_STREAM_STUDENT, TCHI_DSUB_MAIN, it);
     if ((s = on_policy_batch(t, &rng, o)) || (s = loss_on_batch(t, 1, o))) return s;
   } else {
     const double *src = m->x;
     if (uses_smc(m->method)) {
-      seed_stream(&rng, t, TCHI_STREAM_SMC, SUB_MAIN, it);
+      tchi_dseed(&rng, t, TCHI_STREAM_SMC, TCHI_DSUB_MAIN, it);
       if ((s = tchi_smc_run(S->net, m->flow, t->env, &m->sp, &rng, &m->sampler))) return s;
       note_sweep(&m->sampler, o);
       if (m->buf) {
@@ -469,10 +455,10 @@ static tch_status smc_step(tch_trainer *t, step_out *o, int *replay)
       }
     }
     if (m->buf) {
-      seed_stream(&rng, t, TCHI_STREAM_BUFFER, SUB_MAIN, it);
+      tchi_dseed(&rng, t, TCHI_STREAM_BUFFER, TCHI_DSUB_MAIN, it);
       if ((s = tchi_iwbuf_sample(m->buf, &rng, B, m->x, m->log_r, NULL, NULL))) return s;
     }
-    seed_stream(&rng, t, TCHI_STREAM_STUDENT, SUB_AUX, it);
+    tchi_dseed(&rng, t, TCHI_STREAM_STUDENT, TCHI_DSUB_AUX, it);
     if ((s = tchi_dsample_backward(S->net, &d->rw, &rng, B, src, &d->traj)) ||
         (s = loss_on_batch(t, 1, o)))
       return s;

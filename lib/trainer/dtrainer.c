@@ -42,19 +42,10 @@
 #define DIFF_ADV_BELOW 1e-12             /* w L below the threshold */
 #define EVAL_CHUNK 1000u                 /* trajectories per evaluation batch */
 
-/* Sub-streams within one step (purpose, sub, step): index = sub << 40 | step. */
-enum {
-  SUB_MAIN = 0,       /* STUDENT: the batch; TEACHER: its samples; BUFFER: the replay batch */
-  SUB_AUX = 1,        /* STUDENT: backward of Teacher samples; TEACHER: its backward batch;
-                         BUFFER: the local-search batch */
-  SUB_THRESHOLD = 2,  /* STUDENT: the threshold's samples */
-  SUB_GT = 3, SUB_EUBO = 4, SUB_LL = 5   /* EVAL */
-};
-
-static void dseed(tchi_rng *r, const tch_trainer *t, unsigned purpose, unsigned sub,
-                  uint64_t step)
+void tchi_dseed(tchi_rng *r, const tch_trainer *t, unsigned purpose, unsigned sub,
+                uint64_t index)
 {
-  tchi_rng_seed(r, t->seed, tchi_stream_id(purpose, (uint64_t)sub << 40 | step));
+  tchi_rng_seed(r, t->seed, tchi_stream_id(purpose, (uint64_t)sub << 40 | index));
 }
 
 void tchi_dpoint_to_record(uint32_t dim, const double *x, int32_t *rec)
@@ -442,7 +433,7 @@ static tch_status compute_threshold(tch_trainer *t, double *thr, uint64_t *calls
   tchi_dtrainer *d = t->diff;
   size_t n = d->threshold_n;
   tchi_rng rng;
-  dseed(&rng, t, TCHI_STREAM_STUDENT, SUB_THRESHOLD, 0);
+  tchi_dseed(&rng, t, TCHI_STREAM_STUDENT, TCHI_DSUB_THRESHOLD, 0);
   tch_status s = tchi_dsample(d->student.net, &d->rw, &rng, n, &d->ttraj, d->tx);
   if (s == TCH_OK) s = tchi_env_log_density(t->env, n, d->tx, d->tlog_r, NULL);
   if (s) return s;
@@ -514,7 +505,7 @@ static tch_status teacher_samples(tch_trainer *t, uint64_t it, double thr, uint6
   tchi_dtrainer *d = t->diff;
   const size_t B = t->batch, D = d->dim;
   tchi_rng rng;
-  dseed(&rng, t, TCHI_STREAM_TEACHER, SUB_MAIN, it);
+  tchi_dseed(&rng, t, TCHI_STREAM_TEACHER, TCHI_DSUB_MAIN, it);
   tch_status s = tchi_dsample(d->teacher.net, &d->rw, &rng, B, &d->ttraj, d->tx);
   if (s == TCH_OK) s = tchi_env_log_density(t->env, B, d->tx, d->tlog_r, NULL);
   if (s) return s;
@@ -527,7 +518,7 @@ static tch_status teacher_samples(tch_trainer *t, uint64_t it, double thr, uint6
   }
   *added = k;
   if (k == 0) return TCH_OK;
-  dseed(&rng, t, TCHI_STREAM_STUDENT, SUB_AUX, it);
+  tchi_dseed(&rng, t, TCHI_STREAM_STUDENT, TCHI_DSUB_AUX, it);
   if ((s = tchi_dsample_backward(d->student.net, &d->rw, &rng, k, d->tx, &d->ttraj)) ||
       (s = tchi_dtb_loss(d->student.net, &d->ttraj, d->tlog_r, d->ttraj.log_pf, NULL, d->chunk,
                          0, d->tdelta, NULL)))
@@ -551,11 +542,11 @@ static tch_status local_search(tch_trainer *t, uint64_t it, uint64_t *calls)
   tchi_dtrainer *d = t->diff;
   const size_t B = t->batch;
   tchi_rng rng;
-  dseed(&rng, t, TCHI_STREAM_BUFFER, SUB_AUX, it);
+  tchi_dseed(&rng, t, TCHI_STREAM_BUFFER, TCHI_DSUB_AUX, it);
   tch_status s = tchi_buffer_sample(t->buffer, &rng, B, d->rec, NULL);
   if (s) return s;
   records_to_points(d->dim, B, d->rec, d->tx);
-  dseed(&rng, t, TCHI_STREAM_LOCAL_SEARCH, SUB_MAIN, it);
+  tchi_dseed(&rng, t, TCHI_STREAM_LOCAL_SEARCH, TCHI_DSUB_MAIN, it);
   if ((s = tchi_mala_run(&d->mala, mala_logp, t->env, B, d->dim, d->tx, &rng, &d->mala_ws,
                          &d->mala_out)))
     return s;
@@ -593,7 +584,7 @@ static tch_status teacher_grad(tch_trainer *t, uint64_t it, size_t n, double thr
   if (k == 0) return TCH_OK;
   tchi_dlearner *l = &d->teacher;
   tchi_rng rng;
-  dseed(&rng, t, TCHI_STREAM_TEACHER, SUB_AUX, it);
+  tchi_dseed(&rng, t, TCHI_STREAM_TEACHER, TCHI_DSUB_AUX, it);
   tch_status s = tchi_dsample_backward(l->net, &d->rw, &rng, k, d->tx, &d->ttraj);
   if (s) return s;
   tchi_dnet_zero_grad(l->net);
@@ -622,7 +613,7 @@ static tch_status dstep(tch_trainer *t)
   size_t n = 0, t_added = 0;
   int t_sampled = 0;
   if (fwd) {
-    dseed(&rng, t, TCHI_STREAM_STUDENT, SUB_MAIN, it);
+    tchi_dseed(&rng, t, TCHI_STREAM_STUDENT, TCHI_DSUB_MAIN, it);
     if ((s = tchi_dsample_forward(S->net, &d->rw, &rng, B, exploration_std(d, it), &d->traj)))
       return s;
     tchi_dtraj_terminals(&d->traj, d->x);
@@ -635,10 +626,10 @@ static tch_status dstep(tch_trainer *t)
       if ((s = teacher_samples(t, it, thr, &calls, &t_added))) return s;
     }
     if (t->buffer->n > 0) {
-      dseed(&rng, t, TCHI_STREAM_BUFFER, SUB_MAIN, it);
+      tchi_dseed(&rng, t, TCHI_STREAM_BUFFER, TCHI_DSUB_MAIN, it);
       if ((s = tchi_buffer_sample(t->buffer, &rng, B, d->rec, d->log_r))) return s;
       records_to_points(d->dim, B, d->rec, d->x);
-      dseed(&rng, t, TCHI_STREAM_STUDENT, SUB_MAIN, it);
+      tchi_dseed(&rng, t, TCHI_STREAM_STUDENT, TCHI_DSUB_MAIN, it);
       if ((s = tchi_dsample_backward(S->net, &d->rw, &rng, B, d->x, &d->traj))) return s;
       n = B;
     }
@@ -815,7 +806,7 @@ tch_status tchi_dtrainer_evaluate(tch_trainer *t, size_t n)
       (s = tchi_alloc_array(&lw, n, sizeof(double), 0, "evaluation samples")))
     goto done;
   tchi_rng rng;
-  dseed(&rng, t, TCHI_STREAM_EVAL, SUB_MAIN, t->step);
+  tchi_dseed(&rng, t, TCHI_STREAM_EVAL, TCHI_DSUB_MAIN, t->step);
   if ((s = sample_weighted(t, &rng, n, &tr, mx, lw))) goto done;
   ev.log_z = tchi_is_log_z(n, lw);
   ev.elbo = tchi_elbo(n, lw);
@@ -827,11 +818,11 @@ tch_status tchi_dtrainer_evaluate(tch_trainer *t, size_t n)
         (s = tchi_alloc_array(&glr, n, sizeof(double), 0, "target samples")) ||
         (s = tchi_alloc_array(&gw, n, sizeof(double), 0, "target samples")))
       goto done;
-    dseed(&rng, t, TCHI_STREAM_EVAL, SUB_GT, t->step);
+    tchi_dseed(&rng, t, TCHI_STREAM_EVAL, TCHI_DSUB_GT, t->step);
     if ((s = tch_env_sample_target(t->env, tchi_rng_u64(&rng), n, gt)) ||
         (s = tchi_env_log_density(t->env, n, gt, glr, NULL)))
       goto done;
-    dseed(&rng, t, TCHI_STREAM_EVAL, SUB_EUBO, t->step);
+    tchi_dseed(&rng, t, TCHI_STREAM_EVAL, TCHI_DSUB_EUBO, t->step);
     if ((s = backward_weights(t, &rng, n, gt, glr, &tr, gw))) goto done;
     ev.eubo = tchi_eubo(n, gw);
     if (K) {
@@ -840,7 +831,7 @@ tch_status tchi_dtrainer_evaluate(tch_trainer *t, size_t n)
       if ((s = tchi_alloc_array(&rep, per * K, D * sizeof(double), 0, "evaluation samples")) ||
           (s = tchi_alloc_array(&llw, n, K * sizeof(double), 0, "evaluation samples")))
         goto done;
-      dseed(&rng, t, TCHI_STREAM_EVAL, SUB_LL, t->step);
+      tchi_dseed(&rng, t, TCHI_STREAM_EVAL, TCHI_DSUB_LL, t->step);
       for (size_t done = 0; done < n; done += per) {
         size_t m = TCHI_MIN(per, n - done);
         for (size_t i = 0; i < m; i++)

@@ -176,6 +176,21 @@ struct tchi_dtrainer {
   struct tchi_dsmc *smc;        /* Reinforced SMC's loop (smc.enabled, dsmc.c), else NULL */
 };
 
+/* Random streams of the diffusion loops (dtrainer.c, dsmc.c): a draw of purpose P
+ * (TCHI_STREAM_*) in sub-stream S at step (or prefill batch) i is keyed by
+ * (seed, P, S << 40 | i). One list, so that no two uses collide. */
+enum {
+  TCHI_DSUB_MAIN = 0,       /* STUDENT: the batch (dsmc: on-policy batch); TEACHER: its samples;
+                               BUFFER: the replay batch; SMC: the sweep */
+  TCHI_DSUB_AUX = 1,        /* STUDENT: backward of Teacher samples (dsmc: of replayed points);
+                               TEACHER: its backward batch; BUFFER: the local-search batch */
+  TCHI_DSUB_THRESHOLD = 2,  /* STUDENT: the threshold's samples */
+  TCHI_DSUB_GT = 3, TCHI_DSUB_EUBO = 4, TCHI_DSUB_LL = 5,   /* EVAL */
+  TCHI_DSUB_PREFILL = 6     /* dsmc, SMC / STUDENT: prefill batch b (index = b) */
+};
+void tchi_dseed(tchi_rng *r, const tch_trainer *t, unsigned purpose, unsigned sub,
+                uint64_t index);
+
 tch_status tchi_dtrainer_create(tch_env *env, const tch_config *c, tch_trainer **out);
 void tchi_dtrainer_destroy(tch_trainer *t);          /* the diffusion part only */
 tch_status tchi_dtrainer_one_step(tch_trainer *t);
