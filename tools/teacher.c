@@ -273,8 +273,7 @@ typedef struct train_run {
   uint64_t ckpt_every, log_every, eval_every, start, target;
   int64_t eval_samples;      /* evaluations at eval_every steps (0: records only) */
   double t0, wall_offset;
-  int have_record;           /* a record was written at step last_record */
-  uint64_t last_record;
+  uint64_t last_record;      /* step of the last record written (UINT64_MAX: none yet) */
   int failed;                /* the callback hit an error: err holds it */
   char err[1024];
 } train_run;
@@ -286,7 +285,6 @@ static int write_record(train_run *r, const tch_trainer *t, int final, int with_
   if (!r->metrics) return 0;
   char err[512];
   double step = tcli_metric(t, "step");
-  r->have_record = 1;
   r->last_record = step > 0 ? (uint64_t)step : 0;
   if (tcli_metrics_write(r->metrics, t, wall_time(r), final, with_eval, err, sizeof err) == 0)
     return 0;
@@ -643,6 +641,7 @@ static int cmd_train(int argc, char **argv)
   tch_trainer *tr = NULL;
   train_run r;
   memset(&r, 0, sizeof r);
+  r.last_record = UINT64_MAX;
   tch_status s;
   char errbuf[1024];
 
@@ -833,7 +832,7 @@ static int cmd_train(int argc, char **argv)
     goto out;
   }
   if (s == TCH_STOPPED || now_step < r.target) {   /* a signal or --until: keep what we have */
-    if ((!(r.have_record && r.last_record == now_step) && write_record(&r, tr, 0, 0)) ||
+    if ((r.last_record != now_step && write_record(&r, tr, 0, 0)) ||
         (r.ckpt_path && save_checkpoint(&r, tr))) {
       message("%s", r.err);
       goto out;
