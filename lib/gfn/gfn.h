@@ -14,6 +14,14 @@
 #include "teacher/policy.h"
 
 /* ---- policy ------------------------------------------------------------------------- */
+/* Architectures of the discrete policy (nn.arch). */
+typedef enum tchi_policy_arch {
+  TCHI_ARCH_MLP = 0,       /* MLP [in -> hidden^n -> outputs] on the state (grid reference) */
+  TCHI_ARCH_SSR = 1        /* state-state-reward encoder/scorer (discovery reference, ssr.c) */
+} tchi_policy_arch;
+
+struct tchi_ssr;
+
 struct tch_policy {
   tchi_ref ref;
   uint32_t state_dim, n_actions, in_dim;
@@ -21,7 +29,11 @@ struct tch_policy {
   int learn_pb;            /* outputs hold learned backward logits */
   int has_flow;            /* outputs hold log F(s) (DB) */
   size_t out_dim, off_pb, off_flow;
+  /* MLP: the network. SSR: only the parameter store (params, grads, n_params, act; n_layers
+   * is 0), so optimisers, checkpoints and gradient zeroing see one flat array either way. */
   tchi_mlp mlp;
+  tchi_policy_arch arch;
+  struct tchi_ssr *ssr;    /* SSR weights' views and workspaces (NULL for an MLP) */
   double log_z, log_z_grad;
   char kernel[32];         /* requested kernel name (kept for clones and files) */
   tchi_gemm gemm;
@@ -39,12 +51,18 @@ typedef struct tchi_policy_spec {
   const char *kernel;
   int threads;
   double logz_init;
+  /* arch = TCHI_ARCH_SSR (zero = MLP): encoder [in -> ssr_hidden -> ssr_embed], scorer
+   * [2 ssr_embed -> ssr_hidden -> 1], LeakyReLU(0.01); scores clipped to +-ssr_logit_clip.
+   * hidden_dim, n_hidden and act are then unused; learn_pb is not supported. */
+  tchi_policy_arch arch;
+  size_t ssr_hidden, ssr_embed;
+  double ssr_logit_clip;
 } tchi_policy_spec;
 
 /* Weights from the init stream (seed, init_stream): Student 0, Teacher 1. */
 tch_status tchi_policy_new(const tchi_policy_spec *spec, uint64_t seed, uint64_t init_stream,
                            tch_policy **out);
-/* Spec from config keys nn.*, student.* for env. */
+/* Spec from config keys nn.* (nn.arch, nn.ssr_*), student.* for env. */
 tch_status tchi_policy_spec_from_config(const tch_config *c, const tch_env *env,
                                         tchi_policy_spec *spec);
 tch_status tchi_policy_clone(const tch_policy *p, tch_policy **out);
@@ -53,6 +71,10 @@ void tchi_policy_release(tch_policy *p);
  * until the next forward). */
 tch_status tchi_policy_forward(tch_policy *p, tch_env *e, size_t n, const int32_t *states,
                                const float **out);
+/* Backward of the last tchi_policy_forward: dout is n x out_dim (dLoss/d outputs; entries of
+ * invalid actions are ignored by SSR). Accumulates into p->mlp.grads (callers zero them).
+ * TCH_E_ARG if no forward precedes it. */
+tch_status tchi_policy_backward(tch_policy *p, const float *dout);
 tch_status tchi_policy_save(const tch_policy *p, const char *path);
 tch_status tchi_policy_load(const char *path, tch_policy **out);
 /* Serialisation body shared with checkpoints. */
@@ -60,6 +82,57 @@ struct tchi_writer;
 struct tchi_reader;
 void tchi_policy_write(const tch_policy *p, struct tchi_writer *w);
 tch_status tchi_policy_read(struct tchi_reader *r, tch_policy **out);
+
+/* ---- SSR architecture (ssr.c) ------------------------------------------------------------
+ * The reference's discovery policy (discovery/gflownet/policy.py: BasePolicySSR, network.py:
+ * make_mlp; spec §4.3). Encoder E = Linear(in, h) LeakyReLU Linear(h, e); scorer
+ * S = Linear(2e, h) LeakyReLU Linear(h, 1). For a state s with valid forward actions
+ * a_1..a_m (one unique child each, see envs/builtin/seqpa.h) and children c_j = step(s, a_j):
+ * score_j = clip(S([E(s), E(c_j)]), -clip, clip), NaN -> 0 (torch.clip propagates NaN and
+ * torch.nan_to_num maps it to 0), logit of a_j = score_j, so log P_F = score - logsumexp.
+ * The EXIT child is the leaf with the same content; the reference's featurisation ignores
+ * the leaf flag, so its encoding is E(s) itself (no env call). Invalid actions get the logit
+ * -clip (callers mask them). With has_flow, log F(s) = logsumexp of the valid scores (the
+ * reference's values_unique). The scorer's first layer is split as W_a E(s) + W_b E(c):
+ * E(s) and W_a E(s) are computed once per state; every other product is one gemm over all
+ * (state, child) pairs of the batch.
+ *
+ * Parameter store layout (p->mlp.params, same order in grads and files): the encoder as an
+ * MLP [in, h, e] (W0 in x h, b0, W1 h x e, b1), then the scorer as an MLP [2e, h, 1] (W0 is
+ * 2e x h: rows 0..e-1 are W_a, rows e..2e-1 W_b; b0; w1 h x 1; b1). */
+#define TCHI_SSR_LOGIT_CLIP 50.0   /* clip_policy_logit_min/max of every discovery task */
+
+typedef struct tchi_ssr {
+  size_t hidden, embed;
+  double logit_clip;
+  tchi_mlp enc, sc;        /* views into the policy's store (never destroyed themselves) */
+  tchi_mlp_ws enc_ws;
+  /* last forward (valid until the next one) */
+  size_t rows, pairs, children;   /* states n, (state, valid action) pairs m, non-EXIT pairs */
+  int have_forward;
+  const float *emb;        /* (n + children) x e encoder output (enc_ws) */
+  /* workspaces, grown on demand */
+  uint8_t *fwd;            /* n x n_actions */
+  int32_t *pair_row, *pair_act, *pair_enc;   /* m: state row, action, encoder row */
+  int32_t *enc_states;     /* (n + children) x state_dim: the states, then the children */
+  int32_t *parents, *acts; /* children x state_dim, children: the step call's inputs */
+  float *feat; int32_t *idx;                 /* encoder input of the n + children rows */
+  float *a, *b, *hid;      /* n x h (W_a E(s) + b0), (n + children) x h, m x h (act in place) */
+  float *raw, *dscore;     /* m: scorer outputs before the clip, dLoss/d score */
+  float *demb;             /* (n + children) x e */
+  float *out;              /* n x out_dim */
+  double *lse;             /* n */
+  size_t cap_rows, cap_pairs, cap_enc;
+} tchi_ssr;
+
+/* Internal to policy.c: allocates p->ssr and the parameter store (p->mlp), weights zero. */
+tch_status tchi_ssr_create(tch_policy *p, const tchi_policy_spec *spec);
+void tchi_ssr_destroy(tch_policy *p);
+/* PyTorch nn.Linear default init of every layer, encoder first. */
+void tchi_ssr_init_uniform(tch_policy *p, tchi_rng *rng);
+tch_status tchi_ssr_forward(tch_policy *p, tch_env *e, size_t n, const int32_t *states,
+                            const float **out);
+tch_status tchi_ssr_backward(tch_policy *p, const float *dout);
 
 /* ---- trajectory batches ----------------------------------------------------------------- */
 typedef struct tchi_traj {

@@ -164,7 +164,7 @@ tch_status tchi_tb_loss(tch_policy *p, tch_env *e, const tchi_traj *t, tchi_eval
                       t->bwd + (i * T + k + 1) * nb, nb, a, g, ev->lp);
     }
   }
-  s = tchi_mlp_backward(&p->mlp, &p->gemm, &p->ws, ev->dout, NULL);
+  s = tchi_policy_backward(p, ev->dout);
 done:
   tchi_eval_destroy(&local);
   return s;
@@ -235,7 +235,7 @@ tch_status tchi_db_loss(tch_policy *p, tch_env *e, const tchi_traj *t, tchi_eval
     s = tchi_fail(TCH_E_NUMERIC, "detailed balance loss is %g", *loss);
     goto done;
   }
-  if (grad) s = tchi_mlp_backward(&p->mlp, &p->gemm, &p->ws, ev->dout, NULL);
+  if (grad) s = tchi_policy_backward(p, ev->dout);
 done:
   tchi_eval_destroy(&local);
   return s;
@@ -298,6 +298,6 @@ tch_status tchi_db_transition_loss(tch_policy *p, tch_env *e, size_t n, const in
   }
   *loss = sum / (double)n;
   if (!isfinite(*loss)) return tchi_fail(TCH_E_NUMERIC, "detailed balance loss is %g", *loss);
-  if (grad) return tchi_mlp_backward(&p->mlp, &p->gemm, &p->ws, ev->dout, NULL);
+  if (grad) return tchi_policy_backward(p, ev->dout);
   return TCH_OK;
 }

@@ -1,4 +1,6 @@
-/* The policy network: construction, batched evaluation, cloning and its file format. */
+/* The policy network: construction, batched evaluation, cloning and its file format. Two
+ * architectures sit behind the same outputs (n x out_dim logits, learned-P_B logits, log F):
+ * the MLP on the state, and the reference's discovery encoder/scorer pair (ssr.c). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,7 +9,13 @@
 #include "io/io.h"
 
 #define POLICY_MAGIC "TCHP"
+/* Format 1 holds both architectures: the body marks an SSR policy with n_layers = 0 (an
+ * MLP has at least one layer), which libraries older than SSR reject as a malformed header.
+ * MLP files and the policy bodies inside checkpoints are byte-identical to those written
+ * before SSR existed, so every old file still loads and old libraries read new MLP files. */
 #define POLICY_FORMAT 1u
+/* Version of the SSR block inside the body (bumped if the block ever changes). */
+#define SSR_BODY_VERSION 1u
 
 static void layout_outputs(tch_policy *p)
 {
@@ -22,7 +30,9 @@ static void layout_outputs(tch_policy *p)
 static tch_status policy_alloc(const tchi_policy_spec *spec, tch_policy **out)
 {
   *out = NULL;
-  if (spec->n_hidden + 1 > TCHI_MLP_MAX_LAYERS)
+  if (spec->arch != TCHI_ARCH_MLP && spec->arch != TCHI_ARCH_SSR)
+    return tchi_fail(TCH_E_ARG, "unknown policy architecture %d", (int)spec->arch);
+  if (spec->arch == TCHI_ARCH_MLP && spec->n_hidden + 1 > TCHI_MLP_MAX_LAYERS)
     return tchi_fail(TCH_E_ARG, "too many layers (%zu hidden, at most %d)", spec->n_hidden,
                      TCHI_MLP_MAX_LAYERS - 1);
   tch_policy *p = tchi_calloc(1, sizeof *p);
@@ -34,12 +44,18 @@ static tch_status policy_alloc(const tchi_policy_spec *spec, tch_policy **out)
   p->onehot = spec->onehot;
   p->learn_pb = spec->learn_pb;
   p->has_flow = spec->has_flow;
+  p->arch = spec->arch;
   p->log_z = spec->logz_init;
   layout_outputs(p);
   snprintf(p->kernel, sizeof p->kernel, "%s", spec->kernel ? spec->kernel : "auto");
   tchi_mlp_ws_init(&p->ws);
   tch_status s = tchi_gemm_init(&p->gemm, p->kernel, spec->threads);
   if (s) { tchi_free(p); return s; }
+  if (p->arch == TCHI_ARCH_SSR) {
+    if ((s = tchi_ssr_create(p, spec))) { tchi_free(p); return s; }
+    *out = p;
+    return TCH_OK;
+  }
   size_t dims[TCHI_MLP_MAX_LAYERS + 1];
   dims[0] = spec->in_dim;
   for (size_t l = 1; l <= spec->n_hidden; l++) dims[l] = spec->hidden_dim;
@@ -57,7 +73,8 @@ tch_status tchi_policy_new(const tchi_policy_spec *spec, uint64_t seed, uint64_t
   if (s) return s;
   tchi_rng rng;
   tchi_rng_seed(&rng, seed, tchi_stream_id(TCHI_STREAM_INIT, init_stream));
-  tchi_mlp_init_uniform(&(*out)->mlp, &rng);
+  if ((*out)->arch == TCHI_ARCH_SSR) tchi_ssr_init_uniform(*out, &rng);
+  else tchi_mlp_init_uniform(&(*out)->mlp, &rng);
   return TCH_OK;
 }
 
@@ -81,12 +98,26 @@ tch_status tchi_policy_spec_from_config(const tch_config *c, const tch_env *env,
   spec->kernel = tchi_cfg_string(c, "nn.kernel");
   spec->threads = (int)tchi_cfg_int(c, "nn.threads");
   spec->logz_init = tchi_cfg_double(c, "student.logz_init");
+  if (strcmp(tchi_cfg_string(c, "nn.arch"), "ssr") == 0) {
+    int64_t h = tchi_cfg_int(c, "nn.ssr_hidden"), e = tchi_cfg_int(c, "nn.ssr_embed");
+    if (h == 0 || e == 0)
+      return tchi_fail(TCH_E_CONFIG, "nn.ssr_%s must be -1 or a width >= 1",
+                       h == 0 ? "hidden" : "embed");
+    if (spec->learn_pb)
+      return tchi_fail(TCH_E_CONFIG, "nn.arch ssr has no learned P_B: set student.learn_pb false "
+                       "(the reference's P_B is uniform over parents)");
+    spec->arch = TCHI_ARCH_SSR;
+    spec->ssr_hidden = h < 0 ? spec->hidden_dim : (size_t)h;
+    spec->ssr_embed = e < 0 ? spec->ssr_hidden : (size_t)e;
+    spec->ssr_logit_clip = tchi_cfg_double(c, "nn.ssr_logit_clip");
+  }
   return TCH_OK;
 }
 
 void tchi_policy_release(tch_policy *p)
 {
   if (!p || !tchi_ref_dec(&p->ref)) return;
+  tchi_ssr_destroy(p);
   tchi_mlp_destroy(&p->mlp);
   tchi_mlp_ws_destroy(&p->ws);
   tchi_free(p->feat);
@@ -109,6 +140,13 @@ static void spec_of(const tch_policy *p, tchi_policy_spec *spec)
   spec->kernel = p->kernel;
   spec->threads = p->gemm.threads;
   spec->logz_init = p->log_z;
+  spec->arch = p->arch;
+  if (p->ssr) {
+    spec->hidden_dim = spec->n_hidden = 0;
+    spec->ssr_hidden = p->ssr->hidden;
+    spec->ssr_embed = p->ssr->embed;
+    spec->ssr_logit_clip = p->ssr->logit_clip;
+  }
 }
 
 tch_status tchi_policy_clone(const tch_policy *p, tch_policy **out)
@@ -147,6 +185,7 @@ tch_status tchi_policy_forward(tch_policy *p, tch_env *e, size_t n, const int32_
     return tchi_fail(TCH_E_ARG, "policy (state_dim %u, %u actions, input %u) does not fit the "
                      "env (state_dim %u, %u actions, input %u)", p->state_dim, p->n_actions,
                      p->in_dim, e->d.state_dim, e->d.n_actions, e->in_dim);
+  if (p->arch == TCHI_ARCH_SSR) return tchi_ssr_forward(p, e, n, states, out);
   tch_status s = grow_encoding(p, n);
   if (s) return s;
   int use_onehot = 0;
@@ -157,8 +196,18 @@ tch_status tchi_policy_forward(tch_policy *p, tch_env *e, size_t n, const int32_
   return tchi_mlp_forward(&p->mlp, &p->gemm, &p->ws, n, p->feat, out);
 }
 
+tch_status tchi_policy_backward(tch_policy *p, const float *dout)
+{
+  if (p->arch == TCHI_ARCH_SSR) return tchi_ssr_backward(p, dout);
+  return tchi_mlp_backward(&p->mlp, &p->gemm, &p->ws, dout, NULL);
+}
+
 /* ---- file format -------------------------------------------------------------------
- * "TCHP" u32 format, u32 endian tag, then the body below, then CRC-32 of all before it. */
+ * "TCHP" u32 format, u32 endian tag, then the body below, then CRC-32 of all before it.
+ * Body: u32 state_dim, n_actions, in_dim, onehot, learn_pb, has_flow, act, n_layers; then
+ * for an MLP (n_layers >= 1) u64 dims[0..n_layers], for SSR (n_layers = 0) u32 SSR block
+ * version (1), u64 hidden, u64 embed, f64 logit clip; then u32 threads, char kernel[32],
+ * f64 log Z, u64 n_params, n_params floats. */
 void tchi_policy_write(const tch_policy *p, tchi_writer *w)
 {
   tchi_put_u32(w, p->state_dim);
@@ -169,7 +218,14 @@ void tchi_policy_write(const tch_policy *p, tchi_writer *w)
   tchi_put_u32(w, (uint32_t)p->has_flow);
   tchi_put_u32(w, (uint32_t)p->mlp.act);
   tchi_put_u32(w, (uint32_t)p->mlp.n_layers);
-  for (size_t l = 0; l <= p->mlp.n_layers; l++) tchi_put_u64(w, p->mlp.dims[l]);
+  if (p->arch == TCHI_ARCH_SSR) {
+    tchi_put_u32(w, SSR_BODY_VERSION);
+    tchi_put_u64(w, p->ssr->hidden);
+    tchi_put_u64(w, p->ssr->embed);
+    tchi_put_f64(w, p->ssr->logit_clip);
+  } else {
+    for (size_t l = 0; l <= p->mlp.n_layers; l++) tchi_put_u64(w, p->mlp.dims[l]);
+  }
   tchi_put_u32(w, (uint32_t)p->gemm.threads);
   tchi_put(w, p->kernel, sizeof p->kernel);
   tchi_put_f64(w, p->log_z);
@@ -185,12 +241,28 @@ tch_status tchi_policy_read(tchi_reader *r, tch_policy **out)
   for (int i = 0; i < 8; i++)
     if ((s = tchi_get_u32(r, &u[i]))) return s;
   uint32_t n_layers = u[7];
-  if (n_layers < 1 || n_layers > TCHI_MLP_MAX_LAYERS || u[6] > TCHI_ACT_TANH || u[1] < 2 ||
-      u[0] < 1 || u[2] < 1)
+  const int ssr = n_layers == 0;
+  if (n_layers > TCHI_MLP_MAX_LAYERS || u[6] > TCHI_ACT_TANH || u[1] < 2 || u[0] < 1 || u[2] < 1 ||
+      (ssr && (u[4] != 0 || u[6] != TCHI_ACT_LEAKY_RELU)))
     return tchi_fail(TCH_E_IO, "'%s': malformed policy header", r->path);
-  uint64_t dims[TCHI_MLP_MAX_LAYERS + 1];
-  for (uint32_t l = 0; l <= n_layers; l++)
-    if ((s = tchi_get_u64(r, &dims[l]))) return s;
+  uint64_t dims[TCHI_MLP_MAX_LAYERS + 1] = {0};
+  uint32_t ssr_version = 0;
+  uint64_t ssr_hidden = 0, ssr_embed = 0;
+  double ssr_clip = 0.0;
+  if (ssr) {
+    if ((s = tchi_get_u32(r, &ssr_version)) || (s = tchi_get_u64(r, &ssr_hidden)) ||
+        (s = tchi_get_u64(r, &ssr_embed)) || (s = tchi_get_f64(r, &ssr_clip)))
+      return s;
+    if (ssr_version != SSR_BODY_VERSION)
+      return tchi_fail(TCH_E_VERSION, "'%s' has SSR policy block version %u; this library reads "
+                       "version %u", r->path, ssr_version, SSR_BODY_VERSION);
+    if (ssr_hidden < 1 || ssr_hidden > 65536 || ssr_embed < 1 || ssr_embed > 65536 ||
+        !(ssr_clip > 0.0) || !isfinite(ssr_clip))
+      return tchi_fail(TCH_E_IO, "'%s': malformed policy header (SSR widths)", r->path);
+  } else {
+    for (uint32_t l = 0; l <= n_layers; l++)
+      if ((s = tchi_get_u64(r, &dims[l]))) return s;
+  }
   uint32_t threads;
   char kernel[32];
   double log_z;
@@ -202,10 +274,12 @@ tch_status tchi_policy_read(tchi_reader *r, tch_policy **out)
   tchi_policy_spec spec = {
     .state_dim = u[0], .n_actions = u[1], .in_dim = u[2], .onehot = (int)u[3],
     .learn_pb = (int)u[4], .has_flow = (int)u[5], .act = (tchi_act)u[6],
-    .hidden_dim = n_layers > 1 ? (size_t)dims[1] : 0, .n_hidden = n_layers - 1,
+    .hidden_dim = n_layers > 1 ? (size_t)dims[1] : 0, .n_hidden = ssr ? 0 : n_layers - 1,
     .kernel = kernel, .threads = threads ? (int)threads : 1, .logz_init = log_z,
+    .arch = ssr ? TCHI_ARCH_SSR : TCHI_ARCH_MLP, .ssr_hidden = (size_t)ssr_hidden,
+    .ssr_embed = (size_t)ssr_embed, .ssr_logit_clip = ssr_clip,
   };
-  if (dims[0] != u[2])
+  if (!ssr && dims[0] != u[2])
     return tchi_fail(TCH_E_IO, "'%s': malformed policy header (input width)", r->path);
   for (uint32_t l = 1; l < n_layers; l++)
     if (dims[l] != dims[1] || dims[l] == 0 || dims[l] > 65536)
@@ -218,7 +292,7 @@ tch_status tchi_policy_read(tchi_reader *r, tch_policy **out)
     s = policy_alloc(&spec, &p);
   }
   if (s) return s;
-  if (p->mlp.dims[n_layers] != dims[n_layers] || p->mlp.n_params != n_params) {
+  if ((!ssr && p->mlp.dims[n_layers] != dims[n_layers]) || p->mlp.n_params != n_params) {
     tchi_policy_release(p);
     return tchi_fail(TCH_E_IO, "'%s': malformed policy header (output width)", r->path);
   }

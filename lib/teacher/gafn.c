@@ -197,6 +197,6 @@ tch_status tchi_gafn_loss(tch_policy *p, tchi_rnd *rnd, tch_env *e, const tchi_t
   *loss = sum / (double)n + gp->ri_loss_weight * rnd_sum / (double)n;
   if (!isfinite(*loss)) return tchi_fail(TCH_E_NUMERIC, "GAFN loss is %g", *loss);
   if (!grad) return TCH_OK;
-  if ((s = tchi_mlp_backward(&p->mlp, &p->gemm, &p->ws, ev->dout, NULL))) return s;
+  if ((s = tchi_policy_backward(p, ev->dout))) return s;
   return tchi_mlp_backward(&rnd->pred, &p->gemm, &rnd->ws_pred, rnd->dpred, NULL);
 }
