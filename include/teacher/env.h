@@ -220,6 +220,95 @@ TCH_API tch_status tch_env_sample_target(tch_env *e, uint64_t seed, size_t n, do
  * step 1/T) and the variance scale t_scale of its Brownian noise. Either out may be NULL. */
 TCH_API tch_status tch_env_diffusion_steps(const tch_env *e, uint32_t *steps, double *t_scale);
 
+/* ---- sequence tasks on the prepend/append MDP (discovery experiments) ------------------ */
+
+/** Raw-score callback of a sequence task (tch_env_create_seqpa()): writes the raw score y of
+ * n complete strings into out_y (n values; the reward is a transform of y, see
+ * tch_seqpa_env_desc). strings is n x len int32 characters in [0, n_chars), row-major.
+ * Called only on the thread that called the library, with batches of at most the training
+ * batch size (all n_chars^len strings in one call when the env enumerates them). Returns 0,
+ * or any non-zero code (TCH_E_CALLBACK); NaN or +Inf scores are TCH_E_NUMERIC. */
+typedef int (*tch_seqpa_score_fn)(void *user, size_t n, const int32_t *strings, double *out_y);
+
+/** tch_seqpa_env_desc flag: enumerate all n_chars^len strings at creation (at most 2^24) for
+ * the exact target, its modes and log Z (tch_env_n_terminal(), tch_env_target_log_Z(), ...). */
+#define TCH_SEQPA_ENUMERATE 0x1u
+/** tch_seqpa_env_desc flag: the log_Z field holds the known log Z of the reward. */
+#define TCH_SEQPA_HAS_LOG_Z 0x2u
+
+/** Describes a sequence task (tch_env_create_seqpa()): strings of exactly len characters
+ * from an alphabet of n_chars, built by prepending or appending one character at a time
+ * (the discovery experiments' SeqPA MDP), with reward
+ * R(x) = max(max(y, y_min)^beta * scale + add_floor, max_floor) of the raw score y = score(x).
+ * Initialise with tch_seqpa_env_desc_init(); fields are only ever appended. */
+typedef struct tch_seqpa_env_desc {
+  uint32_t struct_size;          /**< = sizeof(tch_seqpa_env_desc); set by _init() */
+  uint32_t len;                  /**< L: length of every terminal string (>= 1) */
+  uint32_t n_chars;              /**< A: alphabet size, 1..36 */
+  uint32_t flags;                /**< TCH_SEQPA_* */
+  tch_seqpa_score_fn score;      /**< raw score of complete strings; required */
+  void *user;                    /**< passed first to score */
+  void (*user_free)(void *user); /**< called once when the env is destroyed; may be NULL */
+  const char *name;              /**< task name for messages; copied; NULL: "seqpa" */
+  double beta;                   /**< reward exponent, >= 0 (_init(): 1) */
+  double y_min;                  /**< floor of the raw score, > 0 (_init(): 0.001) */
+  double log_scale;              /**< log of scale; used when r_max is 0 (_init(): 0) */
+  double r_max;                  /**< > 0: scale = r_max / max over all strings of
+                                      max(y, y_min)^beta (needs TCH_SEQPA_ENUMERATE) */
+  double add_floor;              /**< added to R, >= 0 */
+  double max_floor;              /**< lower bound of R, >= 0 */
+  double log_Z;                  /**< log sum of R over all strings, with TCH_SEQPA_HAS_LOG_Z */
+  const uint64_t *modes;         /**< mode strings as base-n_chars indices (position 0 most
+                                      significant), any order; copied; may be NULL */
+  size_t n_modes;                /**< entries of modes */
+} tch_seqpa_env_desc;
+
+#ifndef TCH_NO_INLINE_HELPERS
+/** Zeroes a descriptor, sets struct_size = sizeof *d, beta = 1 and y_min = 0.001 (an inline
+ * helper; hosts without a C compiler set them themselves). */
+static inline void tch_seqpa_env_desc_init(tch_seqpa_env_desc *d)
+{ memset(d, 0, sizeof *d); d->struct_size = (uint32_t)sizeof *d; d->beta = 1.0; d->y_min = 0.001; }
+#endif
+
+/** Creates a sequence task from a host score. States are len int32 values: the characters
+ * left-aligned, then -1 padding; actions a < A prepend character a, A <= a < 2A append
+ * a - A, 2A is EXIT (only from a complete string, and the only action there). The descriptor
+ * and the mode list are copied. On failure *out = NULL and user_free is NOT called. Errors:
+ * TCH_E_ARG (NULL arguments, struct_size too small, len, n_chars, beta, y_min, scale or floors
+ * out of range, unknown flags, r_max without TCH_SEQPA_ENUMERATE, too many strings to
+ * enumerate, a mode index >= A^L), TCH_E_NOMEM, and while enumerating TCH_E_CALLBACK,
+ * TCH_E_NUMERIC. */
+TCH_API tch_status tch_env_create_seqpa(const tch_seqpa_env_desc *d, tch_env **out);
+
+/** Built-in QM9 fragment strings (5 of 11 blocks; exhaustive proxy table; exact target, 805
+ * modes), the reference's qm9str task. Also env.name: qm9str. */
+TCH_API tch_status tch_env_create_qm9str(tch_env **out);
+/** Built-in sEH fragment strings (6 of 18 blocks; the gradient-boosted proxy; 129 modes; not
+ * enumerated), the reference's sehstr task. Also env.name: sehstr. */
+TCH_API tch_status tch_env_create_sehstr(tch_env **out);
+/** Built-in TFBind8 (DNA 8-mers, 65 536 strings enumerated, 328 modes). Unless the library
+ * was built with the exact table (-Dtfbind8_table), the score is a documented STAND-IN: true
+ * on the public half of the table, modelled elsewhere (docs/api/env.md). Also env.name:
+ * tfbind8. */
+TCH_API tch_status tch_env_create_tfbind8(tch_env **out);
+/** Built-in L14 RNA-binding task `task` (1..3) scored with ViennaRNA's duplex folding.
+ * TCH_E_STATE when the library was built without ViennaRNA (then use
+ * tch_env_create_seqpa() with your own folding, see examples/rna_host_reward.c); TCH_E_ARG
+ * for another task. Also env.name: rna with env.rna.task. */
+TCH_API tch_status tch_env_create_rna(uint32_t task, tch_env **out);
+
+/** Raw scores y (before the reward transform; the reference's "real reward" is
+ * max(y, y_min)) of n complete strings of a sequence task. TCH_E_STATE for an env without raw
+ * scores (hypergrid, tch_env_create_discrete()); TCH_E_ARG for NULL arguments, an energy env,
+ * or a state that is not a complete string; TCH_E_CALLBACK; TCH_E_NUMERIC (NaN or +Inf). */
+TCH_API tch_status tch_env_raw_scores(tch_env *e, size_t n, const int32_t *states,
+                                      double *out_y);
+/** log Z of any env's target: log sum R(x) over the terminal set when the env enumerates it
+ * (hypergrid, qm9str, tfbind8, TCH_SEQPA_ENUMERATE) or knows it (rna, TCH_SEQPA_HAS_LOG_Z),
+ * and the log normalising constant of an energy env (as tch_env_log_Z()). TCH_E_STATE when
+ * unknown, TCH_E_ARG for NULL. */
+TCH_API tch_status tch_env_target_log_Z(const tch_env *e, double *out);
+
 #ifdef __cplusplus
 }
 #endif

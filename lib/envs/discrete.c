@@ -21,6 +21,7 @@ static void env_destroy(tch_env *e)
   if (e->d.user_free) e->d.user_free(e->d.user);
   if (e->en.user_free) e->en.user_free(e->en.user);   /* energy envs (energy.c) */
   if (e->builtin_free) e->builtin_free(e->builtin);
+  if (e->ext_free) e->ext_free(e->ext);
   tchi_exact_target_free(e->exact);
   tchi_free(e->s0);
   tchi_free(e->vocab);
@@ -166,6 +167,7 @@ static tch_status callback_failed(const tch_env *e, int rc, const char *what)
 {
   tch_status s = tchi_callback_fail(rc, what);
   if (!e->builtin) return s;
+  if (e->host_failed && *e->host_failed) return s;   /* the host code it called failed */
   return tchi_fail_prefix(TCH_E_ARG, "%s", "");
 }
 
@@ -271,6 +273,7 @@ tch_status tchi_env_log_reward(tch_env *e, size_t n, const int32_t *s, double cl
   if (n == 0) return TCH_OK;
   for (size_t r = 0; r < n; r++) out[r] = NAN;   /* unwritten entries are caught below */
   tchi_callback_error_reset();
+  if (e->host_failed) *e->host_failed = 0;
   int rc = e->d.log_reward(e->d.user, n, s, out);
   if (rc != 0) return callback_failed(e, rc, "log_reward");
   const int clip = isfinite(clip_min);

@@ -53,6 +53,15 @@ struct tch_env {
   uint32_t diffusion_steps;
   double t_scale;
   tchi_energy_sampler builtin_sample;
+  /* Data a constructor attaches besides builtin (the SeqPA env of a host score keeps the
+   * host's callback, user and user_free there, seqpa_api.c); ext_free runs at destruction,
+   * after builtin_free. */
+  void *ext;
+  void (*ext_free)(void *);
+  /* A built-in whose reward calls host code (that SeqPA env): points to a flag its wrapper
+   * raises when the host callback fails, so that failure is TCH_E_CALLBACK and not a bad
+   * argument (discrete.c: callback_failed). NULL otherwise. */
+  int *host_failed;
 };
 
 /* Checked wrappers around the callbacks. Masks: every row must allow at least one forward

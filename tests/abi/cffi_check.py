@@ -75,7 +75,7 @@ def check_layout(ffi, layout_exe):
         else:
             print("ok  %-8s %-40s %d" % (kind, name, value))
     # Fields cffi sees that abi_layout.c does not print yet (appended fields): informative.
-    for t in ("tch_discrete_env_desc", "tch_energy_desc", "tch_smc_desc"):
+    for t in ("tch_discrete_env_desc", "tch_energy_desc", "tch_smc_desc", "tch_seqpa_env_desc"):
         printed = set(re.findall(r"offsetof %s\.(\w+)" % t, out))
         for fname, _ in ffi.typeof(t).fields:
             if fname not in printed:

@@ -131,6 +131,40 @@ def _sample_reference_thunk(user, seed, n, dim, out):
         return _failed(exc, "sample_reference")
 
 
+class _PySeqpa(object):
+    __slots__ = ("len", "score")
+
+
+@_ffi.seqpa_score_fn
+def _seqpa_score_thunk(user, n, strings, out):
+    try:
+        e = _registry[user]
+        r = e.score(view(strings, (n, e.len), "i4", True), view(out, (n,), "f8", False))
+        return _result_code(r, "score")
+    except BaseException as exc:
+        return _failed(exc, "score")
+
+
+def _mode_indices(modes, length, n_chars):
+    """Mode strings as base-n_chars indices: ints pass through, sequences of characters
+    (position 0 most significant) are converted."""
+    out = []
+    for m in modes:
+        if isinstance(m, (list, tuple)) or hasattr(m, "__len__"):
+            if len(m) != length:
+                raise ValueError("a mode string must have %d characters, not %d" % (length, len(m)))
+            k = 0
+            for c in m:
+                c = int(c)
+                if not 0 <= c < n_chars:
+                    raise ValueError("mode character %d is outside [0, %d)" % (c, n_chars))
+                k = k * n_chars + c
+            out.append(k)
+        else:
+            out.append(int(m))
+    return out
+
+
 @_ffi.user_free_fn
 def _user_free_thunk(user):
     try:
@@ -146,15 +180,17 @@ def registered_envs():
 
 class Env(Handle):
     """An environment (tch_env). Create one with :meth:`hypergrid`, :meth:`from_config` or
-    :meth:`discrete` (Python callbacks); energy envs (continuous targets of diffusion
-    samplers) with :meth:`gmm25`, :meth:`manywell`, :meth:`gmm40`, :meth:`funnel` or
-    :meth:`energy` (Python callbacks)."""
+    :meth:`discrete` (Python callbacks); sequence tasks with :meth:`qm9str`, :meth:`sehstr`,
+    :meth:`tfbind8`, :meth:`rna` or :meth:`seqpa` (a Python score); energy envs (continuous
+    targets of diffusion samplers) with :meth:`gmm25`, :meth:`manywell`, :meth:`gmm40`,
+    :meth:`funnel` or :meth:`energy` (Python callbacks)."""
     _c_free = staticmethod(_ffi.tch_env_free)
     _c_retain = staticmethod(_ffi.tch_env_retain)
     _kind = "Env"
 
     def __init__(self, *a, **kw):
-        raise TypeError("use Env.hypergrid(), Env.from_config(), Env.discrete(), Env.gmm25(), "
+        raise TypeError("use Env.hypergrid(), Env.from_config(), Env.discrete(), Env.qm9str(), "
+                        "Env.sehstr(), Env.tfbind8(), Env.rna(), Env.seqpa(), Env.gmm25(), "
                         "Env.manywell(), Env.gmm40(), Env.funnel() or Env.energy()")
 
     def _post_init(self):
@@ -345,6 +381,102 @@ class Env(Handle):
         env = cls._own(h)
         env._python = True
         return env
+
+    # ---- sequence tasks (the discovery experiments' prepend/append MDP) ----------------
+    @classmethod
+    def qm9str(cls):
+        """Built-in QM9 fragment strings (5 of 11 blocks, exact target, 805 modes)."""
+        return cls._builtin_task(_ffi.tch_env_create_qm9str)
+
+    @classmethod
+    def sehstr(cls):
+        """Built-in sEH fragment strings (6 of 18 blocks, GBR proxy, 129 modes)."""
+        return cls._builtin_task(_ffi.tch_env_create_sehstr)
+
+    @classmethod
+    def tfbind8(cls):
+        """Built-in TFBind8 (DNA 8-mers, exact target, 328 modes). Unless the library was
+        built with the exact table, the score is a STAND-IN fitted to the public half of the
+        SIX6 table (docs/api/env.md): do not report its numbers as the paper's task."""
+        return cls._builtin_task(_ffi.tch_env_create_tfbind8)
+
+    @classmethod
+    def rna(cls, task=1):
+        """Built-in L14 RNA-binding task 1..3 (ViennaRNA duplex folding). StateError when
+        the library was built without ViennaRNA: use :meth:`seqpa` with your own folding."""
+        h = _ffi.env_p()
+        call(_ffi.tch_env_create_rna, int(task), ctypes.byref(h))
+        return cls._own(h)
+
+    @classmethod
+    def _builtin_task(cls, fn):
+        h = _ffi.env_p()
+        call(fn, ctypes.byref(h))
+        return cls._own(h)
+
+    @classmethod
+    def seqpa(cls, length, n_chars, score, beta=1.0, y_min=0.001, log_scale=0.0, r_max=0.0,
+              add_floor=0.0, max_floor=0.0, log_Z=None, modes=None, enumerate=False,
+              name=None):
+        """A sequence task on the prepend/append MDP whose raw score is a Python callable
+        ``score(strings, out)``: strings (n, length) int32 characters in [0, n_chars),
+        read-only; writes the raw scores y into out (n,) float64. Return values and
+        exceptions as for :meth:`discrete`.
+
+        Reward: R = max(max(y, y_min)^beta * scale + add_floor, max_floor) with
+        scale = exp(log_scale), or r_max / max over all strings of max(y, y_min)^beta when
+        r_max > 0 (needs enumerate=True). `enumerate` scores all n_chars^length strings at
+        creation (at most 2^24) for the exact target and log Z; `log_Z` gives a known log Z
+        otherwise. `modes`: mode strings as base-n_chars indices or sequences of characters.
+        """
+        if not callable(score):
+            raise TypeError("Env.seqpa: score must be callable")
+        length, n_chars = int(length), int(n_chars)
+        e = _PySeqpa()
+        e.len, e.score = length, score
+        mode_idx = _mode_indices(modes, length, n_chars) if modes is not None else []
+        mode_arr = (ctypes.c_uint64 * max(1, len(mode_idx)))(*mode_idx)
+        d = _ffi.SeqpaEnvDesc()
+        d.struct_size = ctypes.sizeof(_ffi.SeqpaEnvDesc)
+        d.len, d.n_chars = length, n_chars
+        d.flags = ((_ffi.TCH_SEQPA_ENUMERATE if enumerate else 0) |
+                   (_ffi.TCH_SEQPA_HAS_LOG_Z if log_Z is not None else 0))
+        d.score = _seqpa_score_thunk
+        d.name = _ffi.encode(name) if name is not None else None
+        d.beta, d.y_min, d.log_scale, d.r_max = float(beta), float(y_min), float(log_scale), float(r_max)
+        d.add_floor, d.max_floor = float(add_floor), float(max_floor)
+        d.log_Z = float(log_Z) if log_Z is not None else 0.0
+        d.modes = ctypes.cast(mode_arr, ctypes.POINTER(ctypes.c_uint64)) if mode_idx else None
+        d.n_modes = len(mode_idx)
+        key = next(_keys)
+        _registry[key] = e
+        d.user = key
+        d.user_free = _user_free_thunk
+        h = _ffi.env_p()
+        try:
+            call(_ffi.tch_env_create_seqpa, ctypes.byref(d), ctypes.byref(h))
+        except BaseException:
+            _registry.pop(key, None)   # user_free is not called on failure
+            raise
+        env = cls._own(h)
+        env._python = True
+        return env
+
+    def raw_scores(self, states):
+        """Sequence tasks: raw scores y (before the reward transform) of complete strings
+        (n, length) -> (n,) floats. StateError for envs without raw scores."""
+        s, n = self._states(states)
+        out = Out((n,), "f8")
+        call(_ffi.tch_env_raw_scores, self._ptr, n, s.ptr, out.ptr)
+        return out.value()
+
+    def target_log_Z(self):
+        """log Z of the env's target: by enumeration (hypergrid, qm9str, tfbind8, seqpa
+        with enumerate=True), a known constant (rna, seqpa with log_Z), or an energy env's
+        log Z. StateError when unknown."""
+        v = ctypes.c_double()
+        call(_ffi.tch_env_target_log_Z, self._ptr, ctypes.byref(v))
+        return v.value
 
     def new_reference(self):
         """Another wrapper of the same C env holding a reference of its own (so closing

@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "envs/env.h"
 #include "envs/builtin/seqpa.h"
+#include "envs/builtin/seqpa_tasks.h"
 
 /* Largest grid (H^d cells) whose exact target is built: 2^24 cells covers (4,64), (8,8) and
  * (2,4096); the table is 4 bytes per cell plus ~(4d + 17) bytes per terminal state. */
@@ -329,6 +330,9 @@ tch_status tch_env_create_from_config(const tch_config *c, tch_env **out)
   /* The discovery tasks (builtin/qm9str.c, builtin/sehstr.c): the reference's constants. */
   if (strcmp(name, "qm9str") == 0) return tchi_env_create_qm9str(out);
   if (strcmp(name, "sehstr") == 0) return tchi_env_create_sehstr(out);
+  /* builtin/tfbind8.c, builtin/rna.c (envs/builtin/seqpa_tasks.h). */
+  if (strcmp(name, "tfbind8") == 0) return tchi_env_create_tfbind8(out);
+  if (strcmp(name, "rna") == 0) return tchi_env_create_rna((uint32_t)tchi_cfg_int(c, "env.rna.task"), out);
   if (strcmp(name, "hypergrid") != 0)
     return tchi_fail(TCH_E_CONFIG, "env.name '%s' is not a built-in env", name);
   int64_t ndim = tchi_cfg_int(c, "env.hypergrid.ndim");
