@@ -606,7 +606,8 @@ static void print_diffusion_summary(tch_trainer *tr, int evaluated)
   print_if_defined("W2", tcli_metric(tr, "eval.w2"), "%.4f");
 }
 
-/* Hypergrid-like trainers: modes visited and the empirical L1, with the evaluation's. */
+/* Discrete trainers: modes visited and the empirical L1, with the evaluation's; the
+ * discovery schedule adds its own (the metrics are NaN, and not printed, otherwise). */
 static void print_discrete_summary(tch_trainer *tr, int evaluated)
 {
   double step = tcli_metric(tr, "step"), calls = tcli_metric(tr, "reward_calls");
@@ -614,9 +615,17 @@ static void print_discrete_summary(tch_trainer *tr, int evaluated)
   double l1 = tcli_metric(tr, "l1");
   printf("steps %.0f | reward calls %.0f | modes %.0f/%.0f | train L1 %.4e", step, calls, modes,
          total, l1);
-  if (evaluated)
-    printf(" | eval L1 %.4e | eval modes %.0f", tcli_metric(tr, "eval.l1"),
-           tcli_metric(tr, "eval.modes"));
+  print_if_defined("unique", tcli_metric(tr, "unique"), "%.0f");
+  print_if_defined("top-k reward", tcli_metric(tr, "topk.reward"), "%.4g");
+  print_if_defined("top-k diversity", tcli_metric(tr, "topk.diversity"), "%.3f");
+  if (!evaluated) return;
+  printf(" | eval L1 %.4e | eval modes %.0f", tcli_metric(tr, "eval.l1"),
+         tcli_metric(tr, "eval.modes"));
+  print_if_defined("eval log Z", tcli_metric(tr, "eval.log_z"), "%.4f");
+  print_if_defined("delta log Z", tcli_metric(tr, "eval.delta_log_z"), "%.4f");
+  print_if_defined("ELBO", tcli_metric(tr, "eval.elbo"), "%.4f");
+  print_if_defined("EUBO", tcli_metric(tr, "eval.eubo"), "%.4f");
+  print_if_defined("Pearson", tcli_metric(tr, "eval.pearson"), "%.3f");
 }
 
 static void print_summary(tch_trainer *tr, int diffusion, int evaluated, uint64_t steps_run,
@@ -790,16 +799,27 @@ static int cmd_train(int argc, char **argv)
     int64_t seed = 0, ndim = 0, horizon = 0;
     if (tch_trainer_get_mixer(tr, &mixer) == TCH_OK) tch_mixer_schedule(mixer, &schedule);
     if (tch_trainer_get_student(tr, &student) == TCH_OK) tch_policy_gemm_kernel(student, &kernel);
+    const char *loop = "grid";
     tch_config_get_string(run_cfg, "student.loss", &loss);
+    tch_config_get_string(run_cfg, "train.schedule", &loop);
     tch_config_get_int(run_cfg, "seed", &seed);
-    tch_config_get_int(run_cfg, "env.hypergrid.ndim", &ndim);
-    tch_config_get_int(run_cfg, "env.hypergrid.horizon", &horizon);
+    /* The env's own keys: the hypergrid's size, else the MDP's dimensions. */
+    char shape[96];
+    if (!strcmp(env_name, "hypergrid")) {
+      tch_config_get_int(run_cfg, "env.hypergrid.ndim", &ndim);
+      tch_config_get_int(run_cfg, "env.hypergrid.horizon", &horizon);
+      snprintf(shape, sizeof shape, "ndim %" PRId64 " horizon %" PRId64, ndim, horizon);
+    } else {
+      uint32_t sd = 0, na = 0;
+      tch_env_dims(env, &sd, &na, NULL);
+      snprintf(shape, sizeof shape, "state dim %u, %u actions", sd, na);
+    }
     int teacher = 0, gafn = 0;
     tch_config_get_bool(run_cfg, "teacher.enabled", &teacher);
     tch_config_get_bool(run_cfg, "gafn.enabled", &gafn);
-    fprintf(stderr, "teacher: %s ndim %" PRId64 " horizon %" PRId64 " | %s%s | schedule '%s' | "
+    fprintf(stderr, "teacher: %s %s | %s%s | %s schedule '%s' | "
             "steps %llu..%llu | seed %" PRId64 " | BLIS %s\n",
-            env_name, ndim, horizon, teacher ? "teacher + " : gafn ? "gafn + " : "", loss, schedule,
+            env_name, shape, teacher ? "teacher + " : gafn ? "gafn + " : "", loss, loop, schedule,
             (unsigned long long)r.start, (unsigned long long)r.target, seed, kernel);
   }
   r.t0 = tcli_now();

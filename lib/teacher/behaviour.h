@@ -15,6 +15,9 @@ typedef struct tchi_teacher_reward {
   int use_log;
   double C, alpha;
   double exponent;   /* beta_T: the Teacher trains on beta_T * log(R_T + 1e-8) */
+  /* Discovery variant (discovery/gflownet/GFNs/basegfn.py, teacher.py); 0 = the grid's. */
+  double loss_clamp; /* > 0: the loss term is min(d^2, loss_clamp) (the reference: 5000) */
+  int additive;      /* 1: the Teacher trains on beta_T (log f(w L) + alpha log R), no floor */
 } tchi_teacher_reward;
 
 double tchi_teacher_reward_value(const tchi_teacher_reward *tr, double delta, double log_r);
@@ -29,21 +32,35 @@ void tchi_teacher_rewards_db(const tchi_teacher_reward *tr, const tchi_traj *t, 
 /* The Teacher's training log-reward beta_T * log(R_T + 1e-8). */
 static inline double tchi_teacher_log_reward(const tchi_teacher_reward *tr, double rt)
 { return tr->exponent * log(rt + 1e-8); }
+/* The Teacher's training log-reward of one trajectory from the Student's residual delta and
+ * log R: beta_T (log f(w L) + alpha log R) with the additive variant, else
+ * tchi_teacher_log_reward of tchi_teacher_reward_value. */
+double tchi_teacher_train_log_reward(const tchi_teacher_reward *tr, double delta, double log_r);
 
 /* ---- mixer (mixer.c) ----------------------------------------------------------------- */
 #define TCHI_MIXER_MAX_TOKENS 64
+#define TCHI_MIXER_SOURCES 4             /* tch_source values: student, teacher, buffer, smc */
 struct tch_mixer {
   tchi_ref ref;
   int random;                      /* 0: cycle of tokens; 1: weighted random draw */
   size_t n_tokens;
   tch_source src[TCHI_MIXER_MAX_TOKENS];
   uint32_t flags[TCHI_MIXER_MAX_TOKENS];
-  double weight[3];                /* random mode: student, teacher, buffer */
+  double weight[TCHI_MIXER_SOURCES];   /* random mode: student, teacher, buffer, smc */
   double eps[2], temp[2];          /* per sampling source */
   tch_policy *policy[2];
   tch_buffer *buffer;
   char text[512];                  /* canonical schedule */
+  /* The SMC source (standalone mixers): a tch_smc of the api layer, above this one, so the
+   * api layer that attaches it also says how to release it. */
+  struct tch_smc *smc;
+  void (*smc_release)(struct tch_smc *);
 };
+/* Parses a schedule; allow_smc = 0 (a trainer's mixer.schedule) rejects the smc source,
+ * which only standalone mixers draw (tch_mixer_draw_energy). TCH_E_CONFIG for a bad
+ * schedule. */
+tch_status tchi_mixer_create_ex(const char *schedule, int allow_smc, tch_mixer **out);
+/* tchi_mixer_create_ex(schedule, 0, out): the trainer's mixer. */
 tch_status tchi_mixer_create(const char *schedule, tch_mixer **out);
 void tchi_mixer_release(tch_mixer *m);
 void tchi_mixer_source(const tch_mixer *m, uint64_t seed, uint64_t step, tch_source *src,

@@ -14,10 +14,27 @@ static double pow_r(double alpha, double log_r)
   return alpha == 0.0 ? 1.0 : exp(alpha * log_r);
 }
 
+/* w L: L = d^2, or min(d^2, loss_clamp) (discovery's torch.clamp(losses, max=5000)). */
+static double weighted_loss(const tchi_teacher_reward *tr, double delta)
+{
+  double w = 1.0 + (delta > 0.0 ? tr->C : 0.0), l = delta * delta;
+  if (tr->loss_clamp > 0.0 && l > tr->loss_clamp) l = tr->loss_clamp;
+  return w * l;
+}
+
 double tchi_teacher_reward_value(const tchi_teacher_reward *tr, double delta, double log_r)
 {
-  double w = 1.0 + (delta > 0.0 ? tr->C : 0.0);
-  return f_of(tr, delta * delta * w) * pow_r(tr->alpha, log_r);
+  return f_of(tr, weighted_loss(tr, delta)) * pow_r(tr->alpha, log_r);
+}
+
+double tchi_teacher_train_log_reward(const tchi_teacher_reward *tr, double delta, double log_r)
+{
+  if (!tr->additive) return tchi_teacher_log_reward(tr, tchi_teacher_reward_value(tr, delta, log_r));
+  /* Discovery: log(adv) + alpha log r, adv = log(1.001 + w L) (teacher.py
+   * batch_traj_back_logp); summed in log space, so a tiny R does not hit a floor. */
+  double v = log(f_of(tr, weighted_loss(tr, delta)));
+  if (tr->alpha != 0.0) v += tr->alpha * log_r;
+  return tr->exponent * v;
 }
 
 void tchi_teacher_rewards_tb(const tchi_teacher_reward *tr, const tchi_traj *t,

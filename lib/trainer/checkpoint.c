@@ -10,11 +10,17 @@
  *   STUD  Student policy + Adam state        TEAC  Teacher policy + Adam state
  *   BUFF  replay buffer                      VIST  exact-target visit statistics
  *   GAFN  RND target and predictor weights (their Adam state is in STUD)
+ *   DISC  train.schedule discovery: objects seen so far with their rewards and adv scores,
+ *         the FIFOs, the skip counter, the last evaluation, sehstr's mode flags
  * Diffusion trainers (energy envs) write CONF, STAT and BUFF as above, and
  *   DSTU  Student diffusion network + Adam state    DTEA  Teacher network + Adam state
  *   DIFF  threshold, skip counters, last metrics, evaluation results
  *   DSMC  Reinforced SMC (smc.enabled): method, prefill flag, sweep count, last metrics,
- *         the log-flow twist + its Adam state, the IW replay buffer
+ *         the log-flow twist + its Adam state, the IW replay buffer, and with a Teacher
+ *         (smc.teacher_every) a trailing block "DSMT", format, Teacher batches, last
+ *         Teacher log-IW statistics; the Teacher's net + Adam state are DTEA, its threshold
+ *         and skip counters DIFF, as in the Teacher paper's loop. Without a Teacher the
+ *         block is absent, so such checkpoints keep the layout of earlier versions.
  * Random numbers need no section: every stream is keyed by (seed, purpose, step); nor does
  * the learning-rate schedule, a function of the step. */
 #include <math.h>
@@ -34,10 +40,13 @@
 #define TAG_BUFF TAG('B', 'U', 'F', 'F')
 #define TAG_VIST TAG('V', 'I', 'S', 'T')
 #define TAG_GAFN TAG('G', 'A', 'F', 'N')
+#define TAG_DISC TAG('D', 'I', 'S', 'C')
 #define TAG_DSTU TAG('D', 'S', 'T', 'U')
 #define TAG_DTEA TAG('D', 'T', 'E', 'A')
 #define TAG_DIFF TAG('D', 'I', 'F', 'F')
 #define TAG_DSMC TAG('D', 'S', 'M', 'C')
+#define TAG_DSMT TAG('D', 'S', 'M', 'T')   /* block inside DSMC: its Teacher's counters */
+#define DSMT_FORMAT 1u
 
 /* ---- writing ---------------------------------------------------------------------------- */
 static size_t section_begin(tchi_writer *w, uint32_t tag)
@@ -130,6 +139,13 @@ static void write_diffusion(tchi_writer *w, const tch_trainer *t)
     tchi_put_f64(w, m->buf->last_temperature);
     tchi_put_f64(w, m->buf->last_ess);
   }
+  if (m->teacher_every) {
+    tchi_put_u32(w, TAG_DSMT);
+    tchi_put_u32(w, DSMT_FORMAT);
+    tchi_put_u64(w, m->teacher_batches);
+    tchi_put_f64(w, m->last_teacher_log_iw);
+    tchi_put_f64(w, m->last_teacher_log_z_hat);
+  }
   section_end(w, at);
 }
 
@@ -172,6 +188,11 @@ tch_status tchi_trainer_save(const tch_trainer *t, const char *path)
   if (t->buffer) {
     at = section_begin(&w, TAG_BUFF);
     tchi_buffer_write(t->buffer, &w);
+    section_end(&w, at);
+  }
+  if (tchi_trainer_has_discovery_state(t)) {
+    at = section_begin(&w, TAG_DISC);
+    tchi_trainer_write_discovery(t, &w);
     section_end(&w, at);
   }
   if (t->env->exact) {
@@ -291,8 +312,9 @@ static tch_status read_diff(tchi_reader *r, tchi_dtrainer *d)
 }
 
 /* Reinforced SMC's state into the trainer built from the same config: the flow's weights
- * are copied into the existing flow (its optimiser points at it), the buffer replaced. */
-static tch_status read_dsmc(tchi_reader *r, tchi_dsmc *m)
+ * are copied into the existing flow (its optimiser points at it), the buffer replaced. The
+ * section ends at byte end (the Teacher's block, if any, is last). */
+static tch_status read_dsmc(tchi_reader *r, tchi_dsmc *m, size_t end)
 {
   uint32_t method, prefilled, has_flow, has_buf;
   tch_status s;
@@ -340,6 +362,26 @@ static tch_status read_dsmc(tchi_reader *r, tchi_dsmc *m)
     tchi_iwbuf_free(m->buf);
     m->buf = b;
   }
+  uint64_t t_batches = 0;
+  double t_last[2] = {NAN, NAN};
+  if (r->pos < end) {
+    uint32_t tag, format;
+    if ((s = tchi_get_u32(r, &tag)) || (s = tchi_get_u32(r, &format))) return s;
+    if (tag != TAG_DSMT) return malformed(r, "unknown data after the SMC buffer");
+    if (format != DSMT_FORMAT)
+      return tchi_fail(TCH_E_VERSION, "'%s': its Reinforced SMC Teacher state has format %u; this "
+                       "library reads format %u (a newer libteacher wrote it)", r->path, format,
+                       DSMT_FORMAT);
+    if (!m->teacher_every) return malformed(r, "SMC Teacher state but smc.teacher_every is 0");
+    if ((s = tchi_get_u64(r, &t_batches)) || (s = tchi_get_f64(r, &t_last[0])) ||
+        (s = tchi_get_f64(r, &t_last[1])))
+      return s;
+  } else if (m->teacher_every) {
+    return malformed(r, "smc.teacher_every is set but the SMC section has no Teacher state");
+  }
+  m->teacher_batches = t_batches;
+  m->last_teacher_log_iw = t_last[0];
+  m->last_teacher_log_z_hat = t_last[1];
   m->prefilled = (int)prefilled;
   m->sweeps = sweeps;
   m->last_tb = last[0];
@@ -406,7 +448,7 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
     goto done;
   }
   int seen_stat = 0, seen_stud = 0, seen_teac = 0, seen_buff = 0, seen_vist = 0, seen_gafn = 0;
-  int seen_dstu = 0, seen_dtea = 0, seen_diff = 0, seen_dsmc = 0;
+  int seen_dstu = 0, seen_dtea = 0, seen_diff = 0, seen_dsmc = 0, seen_disc = 0;
   while (r.pos < r.len) {
     uint32_t tag;
     uint64_t len;
@@ -426,10 +468,11 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
       if ((s = tchi_trainer_create(env, cfg, &t))) goto done;
     } else if (tag == TAG_STAT || tag == TAG_STUD || tag == TAG_TEAC || tag == TAG_BUFF ||
                tag == TAG_VIST || tag == TAG_GAFN || tag == TAG_DSTU || tag == TAG_DTEA ||
-               tag == TAG_DIFF || tag == TAG_DSMC) {
+               tag == TAG_DIFF || tag == TAG_DSMC || tag == TAG_DISC) {
       if (!t) { s = malformed(&r, "state before the config section"); goto done; }
       const int diffusion_tag = tag == TAG_DSTU || tag == TAG_DTEA || tag == TAG_DIFF || tag == TAG_DSMC;
-      const int discrete_tag = tag == TAG_STUD || tag == TAG_TEAC || tag == TAG_VIST || tag == TAG_GAFN;
+      const int discrete_tag = tag == TAG_STUD || tag == TAG_TEAC || tag == TAG_VIST || tag == TAG_GAFN ||
+                               tag == TAG_DISC;
       if ((t->kind == TCHI_TRAINER_DIFFUSION && discrete_tag) ||
           (t->kind == TCHI_TRAINER_DISCRETE && diffusion_tag)) {
         s = tchi_fail(TCH_E_ARG, "'%s' was saved by a %s trainer; the env given is %s", path,
@@ -446,7 +489,7 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
         seen_dtea = 1;
       } else if (tag == TAG_DSMC) {
         if (!t->diff->smc) { s = malformed(&r, "SMC state but smc.enabled is false"); goto done; }
-        if ((s = read_dsmc(&r, t->diff->smc))) goto done;
+        if ((s = read_dsmc(&r, t->diff->smc, end))) goto done;
         seen_dsmc = 1;
       } else if (tag == TAG_DIFF) {
         if ((s = read_diff(&r, t->diff))) goto done;
@@ -475,6 +518,13 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
             (s = tchi_get(&r, t->rnd.pred.params, np * sizeof(float))))
           goto done;
         seen_gafn = 1;
+      } else if (tag == TAG_DISC) {
+        if (!tchi_trainer_has_discovery_state(t)) {
+          s = malformed(&r, "discovery state but this trainer keeps none");
+          goto done;
+        }
+        if ((s = tchi_trainer_read_discovery(&r, t))) goto done;
+        seen_disc = 1;
       } else if (tag == TAG_BUFF) {
         if (!t->buffer) { s = malformed(&r, "buffer state but buffer.enabled is false"); goto done; }
         tch_buffer *b;
@@ -501,7 +551,7 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out)
                (!t->diff->smc || seen_dsmc);
   else if (complete)
     complete = seen_stud && (!t->teacher.policy || seen_teac) && (!t->env->exact || seen_vist) &&
-               (!t->gafn || seen_gafn);
+               (!t->gafn || seen_gafn) && (!tchi_trainer_has_discovery_state(t) || seen_disc);
   if (!complete) {
     s = malformed(&r, "a required section is missing");
     goto done;

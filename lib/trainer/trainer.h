@@ -31,6 +31,9 @@ typedef struct tchi_learner {
   double grad_clip;
   size_t n_clip_groups;      /* leading optimiser groups covered by the norm clip */
   double last_loss, last_grad_norm;
+  double logz_min;           /* log Z clamped to >= this after each update (-inf: off) */
+  double loss_clamp;         /* TB loss per trajectory min(d^2, this) (0: off) */
+  double *clamp_d, *clamp_w; /* batch-sized scratch of the clamp (NULL when off) */
 } tchi_learner;
 
 /* Which loop a trainer runs: the discrete Teacher-Student loop (trainer.c, grid/trainer.py)
@@ -84,6 +87,7 @@ struct tch_trainer {
   tch_progress_fn progress;
   void *progress_user;
   uint64_t progress_every;
+  struct tchi_disc *disc;    /* train.schedule discovery: its state (trainer.c), else NULL */
 };
 
 tch_status tchi_trainer_create(tch_env *env, const tch_config *c, tch_trainer **out);
@@ -186,7 +190,8 @@ enum {
                                TEACHER: its backward batch; BUFFER: the local-search batch */
   TCHI_DSUB_THRESHOLD = 2,  /* STUDENT: the threshold's samples */
   TCHI_DSUB_GT = 3, TCHI_DSUB_EUBO = 4, TCHI_DSUB_LL = 5,   /* EVAL */
-  TCHI_DSUB_PREFILL = 6     /* dsmc, SMC / STUDENT: prefill batch b (index = b) */
+  TCHI_DSUB_PREFILL = 6,    /* dsmc, SMC / STUDENT: prefill batch b (index = b) */
+  TCHI_DSUB_INIT_LOG_Z = 7  /* dsmc, STUDENT: the batch of smc.init_log_z elbo / iw_elbo (index 0) */
 };
 void tchi_dseed(tchi_rng *r, const tch_trainer *t, unsigned purpose, unsigned sub,
                 uint64_t index);
@@ -205,6 +210,28 @@ tch_status tchi_dtrainer_sample(tch_trainer *t, uint64_t seed, size_t n, double 
 /* Buffer records <-> points: a record holds a point's doubles bit for bit. */
 void tchi_dpoint_to_record(uint32_t dim, const double *x, int32_t *rec);
 void tchi_drecord_to_point(uint32_t dim, const int32_t *rec, double *x);
+
+/* The diffusion Teacher (train_step_adv), shared by dtrainer.c's TEACHER mode and dsmc.c's
+ * Teacher (smc.teacher_every). Its net and Adam are d->teacher; nothing here commits.
+ * tchi_dteacher_adv: the Teacher reward adv = log(1.001 + w delta^2 / 2), w = 1 + C
+ * [delta > 0], with w delta^2 / 2 replaced by 1e-12 when log R < thr; delta = log R +
+ * sum log P_B - sum log P_F - log Z of the Student (pre-update).
+ * tchi_dteacher_threshold: the fixed threshold, the diffusion.threshold_quantile of log R of
+ * threshold_n initial Student samples (stream STUDENT / TCHI_DSUB_THRESHOLD / 0, d->ttraj and
+ * d->tx as scratch); *calls += threshold_n.
+ * tchi_dteacher_grad: the Teacher's gradient (zeroed first) and clip on the n Student-batch
+ * points x (n x dim) with log R log_r and reward adv that lie above thr: backward
+ * trajectories from the Teacher's P_B (stream TEACHER / TCHI_DSUB_AUX / it), TB with
+ * log-reward log(adv) + alpha_main log R. *kept = how many (0: no gradient, *loss and *norm
+ * NaN). x must not alias d->tx.
+ * tchi_dteacher_commit: the Teacher's Adam step at the scheduled learning rate if kept > 0,
+ * else skipped.teacher_update + 1; records loss, norm and kept as the last metrics. */
+double tchi_dteacher_adv(const tchi_dtrainer *d, double delta, double log_r, double thr);
+tch_status tchi_dteacher_threshold(tch_trainer *t, double *thr, uint64_t *calls);
+tch_status tchi_dteacher_grad(tch_trainer *t, uint64_t it, size_t n, const double *x,
+                              const double *log_r, const double *adv, double thr, size_t *kept,
+                              double *loss, double *norm);
+void tchi_dteacher_commit(tch_trainer *t, uint64_t it, size_t kept, double loss, double norm);
 
 /* ---- Reinforced SMC's loop (dsmc.c; spec reinforced-smc.md §4-§7) ------------------------
  * With smc.enabled the diffusion trainer's Student is an OU-DDS net (PIS architecture), so
@@ -234,7 +261,18 @@ typedef struct tchi_dsmc {
   double last_tb, last_subtb;      /* loss parts of the last step */
   double last_log_z_hat;           /* log Z-hat of the last SMC sweep */
   double last_resamples;           /* resampling events of the last sweep */
+  double last_mala_accept;         /* MALA rejuvenation acceptance of the last sweep (NaN: off;
+                                    * not checkpointed: NaN after a resume until the next sweep) */
   double last_ess;                 /* ESS_n of the last sweep's output weights */
+  /* the Teacher (teacher.enabled with smc.teacher_every = k >= 1): replay iteration q
+   * (counted from 0) is a Teacher iteration iff q mod k == 0. Its net, Adam state,
+   * threshold and skip counters are the dtrainer's (d->teacher, d->threshold, ...). */
+  uint64_t teacher_every;          /* k; 0 = no Teacher */
+  int init_log_z;                  /* smc.init_log_z: 0 float, 1 elbo, 2 iw_elbo */
+  uint64_t teacher_batches;        /* Teacher iterations so far (saved) */
+  double last_teacher_log_iw;      /* mean log-IW (under the Teacher's q) of the last Teacher
+                                      batch (saved) */
+  double last_teacher_log_z_hat;   /* their log-mean-exp (saved) */
   /* per-step scratch (no allocation once warm) */
   tchi_smc_sampler sampler;
   tchi_smc_loss_ws lws;
@@ -270,5 +308,68 @@ tch_status tchi_trainer_load(tch_env *env, const char *path, tch_trainer **out);
 
 /* shared with checkpoint.c */
 void tchi_visits_rebuild_counts(tchi_visits *v, const tch_env *e);
+
+/* ---- the discovery schedule (trainer.c; train.schedule: discovery) -----------------------
+ * discovery/gflownet/trainers.py (spec adaptive-teacher.md §4.4-§4.7): a round is an online
+ * step (step 2r: the mixer's Student or Teacher batch) and, with buffer.enabled, an offline
+ * step (step 2r+1) that replays objects of a FIFO of first-time x with fresh backward
+ * trajectories. Objects are keyed by their index (the base-A value of a SeqPA string, or the
+ * exact target's index), so the set of every object ever sampled is a hash set of integers. */
+typedef enum tchi_offline_select {
+  TCHI_OFFLINE_PRT = 0,      /* buffer.priority reward: percentile split on log R */
+  TCHI_OFFLINE_PER = 1,      /* teacher_reward: the same split on the adv scores */
+  TCHI_OFFLINE_RANDOM = 2    /* none: uniform with replacement */
+} tchi_offline_select;
+
+typedef struct tchi_disc {
+  tchi_offline_select select;
+  const struct tchi_seqpa_task *task;  /* SeqPA env (keys = base-A indices), else NULL (exact index) */
+  /* every unique object sampled so far (the reference's allXtoR), entries in first-seen
+   * order; ids index the per-entry arrays */
+  size_t n_seen, cap_seen;
+  uint64_t *key;
+  double *log_r;                /* training-scale log R (replays reuse it) */
+  double *real;                 /* raw reward: SeqPA max(y, y_min), else R */
+  double *adv;                  /* PER: the last adv score (allXtoL), NaN if none */
+  uint8_t *in_l;                /* PER: in the adv FIFO */
+  uint32_t *table;              /* open addressing on hash(key): entry id or UINT32_MAX */
+  size_t table_mask;
+  /* FIFOs of entry ids, capacity buffer.capacity: first-time x (allXtoR_buffer) and, with
+   * PER, x by latest adv score (allXtoL_buffer: a re-set key keeps its place) */
+  size_t fifo_cap;
+  uint32_t *rfifo, *lfifo;
+  size_t r_head, r_n, l_head, l_n;
+  /* top-k unique objects by raw reward: a min-heap of entry ids */
+  size_t top_k, heap_n;
+  uint32_t *heap;
+  /* scratch (sized at creation; no allocation per step once the seen set has room) */
+  double *vals;                 /* fifo_cap: values for the percentile */
+  uint32_t *hi_ids, *lo_ids;    /* fifo_cap: the two sides of the split */
+  uint32_t *pick;               /* batch: entries of the offline batch */
+  int32_t *xs;                  /* batch x state_dim: their states */
+  uint64_t *bkeys;              /* batch: keys of an online batch */
+  double *y, *adv_b, *tdelta;   /* batch: raw rewards, adv scores, Teacher residuals */
+  int32_t *div_states;          /* top_k x L: decoded strings for the diversity */
+  size_t *lev;                  /* 2 (L + 1): Levenshtein rows */
+  double log_z_true;            /* log sum exp(beta log R) over an exact target, else NaN */
+  uint64_t skipped;             /* offline steps without an update (< 10 objects) */
+  /* last evaluation (NaN until computed / when unavailable) */
+  double ev_log_z, ev_elbo, ev_eubo, ev_pearson, ev_expected_reward;
+} tchi_disc;
+
+/* Checkpoint section body of the discovery state (the seen set with its rewards and adv
+ * scores, both FIFOs, the skip counter, the last evaluation), and of the mode flags of a
+ * SeqPA env without exact target (sehstr), which VIST does not cover. Write when
+ * tchi_trainer_has_discovery_state(t); read into a trainer just created from the same config
+ * (TCH_E_IO if malformed or inconsistent with it; the trainer is then to be discarded, as
+ * tchi_trainer_load does on any error). */
+int tchi_trainer_has_discovery_state(const tch_trainer *t);
+void tchi_trainer_write_discovery(const tch_trainer *t, struct tchi_writer *w);
+tch_status tchi_trainer_read_discovery(struct tchi_reader *r, tch_trainer *t);
+/* Exposed for tests: np.percentile(v, 100 q) with linear interpolation (numpy's _lerp) of
+ * n >= 1 values, which it sorts in place; the Levenshtein distance of two strings of n
+ * symbols (row: 2 (n + 1) scratch). */
+double tchi_percentile_linear(double *v, size_t n, double q);
+size_t tchi_levenshtein(const int32_t *a, const int32_t *b, size_t n, size_t *row);
 
 #endif /* TCHI_TRAINER_H */

@@ -25,7 +25,7 @@ for f in "$SRC"/examples/configs/*.yaml; do
   cmp -s out.txt out.yaml || fail "$name: printed config does not round-trip"
   n=$((n + 1))
 done
-[ $n -eq 82 ] || fail "expected 82 shipped configs (64 grid study + default + 8 diffusion + 9 Reinforced SMC), found $n"
+[ $n -eq 94 ] || fail "expected 94 shipped configs (64 grid study + default + 8 diffusion + 12 Reinforced SMC + 9 discovery), found $n"
 for g in d2_h64 d2_h128 d4_h16 d4_h32; do
   for m in tb tb_eps tb_prt tb_per teacher teacher_prt teacher_per tb_ls teacher_ls tb_ls_per \
            teacher_ls_per db db_per teacher_db teacher_db_per gafn; do

@@ -89,4 +89,16 @@ done
 [ "$(csv_last_without_wall E.csv)" = "$(csv_last_without_wall P.csv)" ] || fail "final records differ with --eval-every"
 expect 2 "$T" train tiny.yaml --steps 50 --until 20 --quiet
 grep -q -- '--until 20 needs a checkpoint path' err.txt || fail "--until without --checkpoint: $(cat err.txt)"
+# The discovery schedule (its seen set, FIFOs and adv scores go through the checkpoint's DISC
+# section): tfbind8 Teacher + PRT, a small SSR network, 120 steps straight against 60 + resume.
+D="$SRC/examples/configs/discovery_tfbind8_teacher.yaml"
+DS="--set train.steps=120 --set train.eval_every=60 --set train.eval_samples=256 --set nn.hidden_dim=16"
+# shellcheck disable=SC2086
+expect 0 "$T" train "$D" $DS --metrics DA.csv --quiet
+# shellcheck disable=SC2086
+expect 0 "$T" train "$D" $DS --metrics DB.csv --checkpoint DB.tchk --until 60 --quiet
+expect 0 "$T" train "$D" --resume DB.tchk --metrics DB.csv --checkpoint DB.tchk --quiet
+[ "$(csv_last_without_wall DA.csv)" = "$(csv_last_without_wall DB.csv)" ] || fail "discovery: resumed run differs
+  straight: $(csv_last_without_wall DA.csv)
+  resumed:  $(csv_last_without_wall DB.csv)"
 echo ok
