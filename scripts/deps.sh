@@ -6,7 +6,8 @@ set -euo pipefail
 PKGS=(gcc g++ meson ninja-build pkgconf
       libblis-dev libblis-pthread-dev libyaml-dev check
       valgrind python3 python3-cffi python3-numpy python3-pytest
-      doxygen python3-matplotlib librdkit-dev libboost-dev)
+      doxygen python3-matplotlib librdkit-dev libboost-dev
+      libopenmm-dev)   # examples/aldp (the alanine-dipeptide target; built only when found)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -121,6 +121,34 @@ typedef struct tch_energy_desc {
  tch_status tch_env_log_Z(const tch_env *e, double *out);
  tch_status tch_env_sample_target(tch_env *e, uint64_t seed, size_t n, double *out_x);
  tch_status tch_env_diffusion_steps(const tch_env *e, uint32_t *steps, double *t_scale);
+typedef int (*tch_seqpa_score_fn)(void *user, size_t n, const int32_t *strings, double *out_y);
+typedef struct tch_seqpa_env_desc {
+  uint32_t struct_size;
+  uint32_t len;
+  uint32_t n_chars;
+  uint32_t flags;
+  tch_seqpa_score_fn score;
+  void *user;
+  void (*user_free)(void *user);
+  const char *name;
+  double beta;
+  double y_min;
+  double log_scale;
+  double r_max;
+  double add_floor;
+  double max_floor;
+  double log_Z;
+  const uint64_t *modes;
+  size_t n_modes;
+} tch_seqpa_env_desc;
+ tch_status tch_env_create_seqpa(const tch_seqpa_env_desc *d, tch_env **out);
+ tch_status tch_env_create_qm9str(tch_env **out);
+ tch_status tch_env_create_sehstr(tch_env **out);
+ tch_status tch_env_create_tfbind8(tch_env **out);
+ tch_status tch_env_create_rna(uint32_t task, tch_env **out);
+ tch_status tch_env_raw_scores(tch_env *e, size_t n, const int32_t *states,
+                                      double *out_y);
+ tch_status tch_env_target_log_Z(const tch_env *e, double *out);
 typedef struct tch_policy tch_policy;
  tch_status tch_policy_create(tch_env *env, const tch_config *c, uint64_t seed,
                                      tch_policy **out);
@@ -176,10 +204,12 @@ typedef enum tch_priority {
                                   double *out_log_r, double *out_priority);
  tch_status tch_buffer_clear(tch_buffer *b);
 typedef struct tch_mixer tch_mixer;
+struct tch_smc;
 typedef enum tch_source {
   TCH_SOURCE_STUDENT = 0,
   TCH_SOURCE_TEACHER = 1,
-  TCH_SOURCE_BUFFER = 2
+  TCH_SOURCE_BUFFER = 2,
+  TCH_SOURCE_SMC = 3
 } tch_source;
  tch_status tch_mixer_create(const char *schedule, tch_mixer **out);
  tch_mixer *tch_mixer_retain(tch_mixer *m);
@@ -197,6 +227,11 @@ typedef enum tch_source {
                                            uint64_t step, size_t n, int32_t *out_states,
                                            int32_t *out_actions, uint32_t *out_len,
                                            tch_source *out_source, uint32_t *out_flags);
+ tch_status tch_mixer_set_smc(tch_mixer *m, struct tch_smc *s);
+ tch_status tch_mixer_draw_energy(tch_mixer *m, tch_env *env, uint64_t seed,
+                                         uint64_t step, size_t n, double *out_x,
+                                         double *out_log_w, tch_source *out_source,
+                                         uint32_t *out_flags);
 typedef struct tch_trainer tch_trainer;
 typedef int (*tch_progress_fn)(void *user, const tch_trainer *t, uint64_t step);
  tch_status tch_trainer_create(tch_env *env, const tch_config *c, tch_trainer **out);
@@ -235,6 +270,8 @@ typedef struct tch_smc_desc {
   double resample_threshold;
   double target_ess;
   int32_t unbiased;
+  double mala_step;
+  int32_t mala_steps;
 } tch_smc_desc;
  tch_status tch_smc_create(tch_trainer *tr, const tch_smc_desc *d, tch_smc **out);
  tch_smc *tch_smc_retain(tch_smc *s);

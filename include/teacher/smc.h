@@ -16,7 +16,11 @@
  * the learnt log-flow and beta schedule; otherwise (the Teacher paper's Brownian sampler, or
  * the TB methods of smc.enabled) the untrained twist f = 0 with the linear schedule, i.e.
  * the partial energies (1 - k/T) log p_ref,k + (k/T) log R -- an annealed, still
- * consistent SMC whose K = 1 case is plain importance sampling. Guide: docs/api/smc.md. */
+ * consistent SMC whose K = 1 case is plain importance sampling. Optionally (mala_steps,
+ * smc.mala_steps) every particle makes Metropolis-adjusted Langevin moves after each chunk on
+ * that chunk end's twist (log R after the last one): they leave the weighted target
+ * invariant, so weights and log Z-hat keep their meaning, and need the log density's
+ * gradient. Guide: docs/api/smc.md. */
 #ifndef TEACHER_SMC_H
 #define TEACHER_SMC_H
 #include <stddef.h>
@@ -52,6 +56,10 @@ typedef struct tch_smc_desc {
   double target_ess;           /**< rho in (0, 1]: tempering target; 1 turns resampling off; 0: smc.target_ess */
   int32_t unbiased;            /**< 1: add the partial-resampling correction (exactly unbiased Z-hat);
                                     -1: the paper's estimator; 0: smc.unbiased_partial_resampling */
+  /* Appended (version 2): MALA rejuvenation between chunks. A double first, so that no new
+   * field falls in the padding that ends a version-1 descriptor. */
+  double mala_step;            /**< step size eta > 0 of the rejuvenation moves; 0: smc.mala_step */
+  int32_t mala_steps;          /**< moves after every chunk (> 0), -1: none; 0: smc.mala_steps */
 } tch_smc_desc;
 
 #ifndef TCH_NO_INLINE_HELPERS
@@ -65,6 +73,7 @@ static inline void tch_smc_desc_init(tch_smc_desc *d)
  * trainer's settings). TCH_E_ARG: NULL tr or out, struct_size below the first version, a
  * value out of range, n_chunks not dividing the trainer's T (also when taken from
  * smc.n_chunks); TCH_E_STATE: tr is not a diffusion trainer (a discrete env);
+ * TCH_E_CONFIG: MALA moves requested and the env has no gradient (TCH_ENERGY_HAS_GRAD);
  * TCH_E_NOMEM. *out = NULL on failure. */
 TCH_API tch_status tch_smc_create(tch_trainer *tr, const tch_smc_desc *d, tch_smc **out);
 /** Adds a reference; returns s (NULL-tolerant). */
@@ -92,8 +101,9 @@ TCH_API tch_status tch_smc_run(tch_smc *s, uint64_t seed, size_t n, double *out_
  * "unbiased" (0/1), "learnt_twist" (1 if the trainer's learnt log-flow is used). Last run
  * (NaN before the first successful run): "log_z", "ess" (normalised ESS of the output
  * weights, in (0, 1]), "resamples" (chunks after which resampling happened),
- * "energy_evals" (points passed to the log density), "min_chunk_ess". Counter: "runs"
- * (successful runs). TCH_E_ARG for an unknown name. */
+ * "energy_evals" (points passed to the log density, moves included), "min_chunk_ess". Counter: "runs"
+ * (successful runs). MALA: settings "mala_steps", "mala_step"; last run "mala_accept"
+ * (accepted / proposed moves; NaN without moves). TCH_E_ARG for an unknown name. */
 TCH_API tch_status tch_smc_metric(const tch_smc *s, const char *name, double *out);
 
 /** Per-chunk diagnostics of the last successful run, n_chunks = K entries each (any output

@@ -2,8 +2,11 @@
 #include <math.h>
 #include <string.h>
 #include "api/api.h"
+#include "api/smc_handle.h"
 #include "teacher/behaviour.h"
+#include "teacher/smc.h"
 #include "buffers/buffer.h"
+#include "envs/env.h"
 
 
 tch_status tch_mixer_create(const char *schedule, tch_mixer **out)
@@ -11,7 +14,7 @@ tch_status tch_mixer_create(const char *schedule, tch_mixer **out)
   CHECK_ARG(out, "out is NULL");
   *out = NULL;
   CHECK_ARG(schedule, "schedule is NULL");
-  return tchi_mixer_create(schedule, out);
+  return tchi_mixer_create_ex(schedule, 1, out);
 }
 
 tch_mixer *tch_mixer_retain(tch_mixer *m)
@@ -96,6 +99,9 @@ tch_status tch_mixer_draw_discrete(tch_mixer *m, tch_env *env, uint64_t seed, ui
   if (out_source) *out_source = src;
   if (out_flags) *out_flags = flags;
   if (n == 0) return TCH_OK;
+  if (src == TCH_SOURCE_SMC)
+    return tchi_fail(TCH_E_STATE, "step %llu draws from the smc source, whose particles are "
+                     "continuous: use tch_mixer_draw_energy", (unsigned long long)step);
   tch_policy *p = m->policy[src == TCH_SOURCE_TEACHER ? TCH_SOURCE_TEACHER : TCH_SOURCE_STUDENT];
   if (!p)
     return tchi_fail(TCH_E_STATE, "step %llu needs the %s policy (buffer replay rebuilds "
@@ -127,4 +133,45 @@ tch_status tch_mixer_draw_discrete(tch_mixer *m, tch_env *env, uint64_t seed, ui
   if (s == TCH_OK) tchi_traj_to_public(&t, out_states, out_actions, out_len);
   tchi_traj_destroy(&t);
   return s;
+}
+
+/* ---- the SMC source (energy envs) ---------------------------------------------------------- */
+
+tch_status tch_mixer_set_smc(tch_mixer *m, tch_smc *s)
+{
+  CHECK_ARG(m, "mixer is NULL");
+  tch_smc *old = m->smc;
+  m->smc = tch_smc_retain(s);
+  m->smc_release = tch_smc_free;   /* teacher/mixer.c releases through it (layering) */
+  tch_smc_free(old);
+  return TCH_OK;
+}
+
+tch_status tch_mixer_draw_energy(tch_mixer *m, tch_env *env, uint64_t seed, uint64_t step,
+                                 size_t n, double *out_x, double *out_log_w,
+                                 tch_source *out_source, uint32_t *out_flags)
+{
+  CHECK_ARG(m && env && out_x, "mixer, env and out_x are required");
+  CHECK_ARG(env->kind == TCHI_ENV_ENERGY, "env is not an energy env");
+  tch_source src;
+  uint32_t flags;
+  tchi_mixer_source(m, seed, step, &src, &flags);
+  if (out_source) *out_source = src;
+  if (out_flags) *out_flags = flags;
+  if (n == 0) return TCH_OK;
+  if (src != TCH_SOURCE_SMC)
+    return tchi_fail(TCH_E_STATE, "step %llu draws from the %s source, which energy envs do not "
+                     "have standalone: tch_mixer_draw_energy draws the smc source only",
+                     (unsigned long long)step, src == TCH_SOURCE_TEACHER ? "teacher"
+                     : src == TCH_SOURCE_BUFFER ? "buffer" : "student");
+  if (!m->smc)
+    return tchi_fail(TCH_E_STATE, "step %llu draws from the smc source, but no sampler is "
+                     "attached: tch_mixer_set_smc", (unsigned long long)step);
+  CHECK_ARG(tchi_smc_handle_env(m->smc) == env,
+            "env is not the env of the attached sampler's trainer");
+  /* The SMC purpose of (seed, step), as a trainer keys its sweeps; distinct from the stream
+   * of tch_smc_run(seed). */
+  tchi_rng rng;
+  tchi_rng_seed(&rng, seed, tchi_stream_id(TCHI_STREAM_SMC, step));
+  return tchi_smc_handle_run(m->smc, &rng, n, out_x, out_log_w, NULL);
 }

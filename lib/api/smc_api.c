@@ -10,8 +10,10 @@
 #include <math.h>
 #include <string.h>
 #include "api/api.h"
+#include "api/smc_handle.h"
 #include "trainer/trainer.h"
 #include "config/config.h"
+#include "envs/env.h"
 #include "teacher/smc.h"
 
 /* The oldest descriptor the library accepts: the first version ends after `unbiased`. */
@@ -100,6 +102,20 @@ static tch_status resolve(const tch_trainer *t, const tch_smc_desc *d, tchi_smc_
     return tchi_fail(TCH_E_ARG, "tch_smc_create: unbiased = %d (1 on, -1 off, 0 "
                      "smc.unbiased_partial_resampling)", (int)d->unbiased);
   }
+  /* MALA rejuvenation (version-2 fields; a version-1 descriptor reads them as 0) */
+  if (d->mala_steps == 0) p->mala_steps = (uint32_t)tchi_cfg_int(t->cfg, "smc.mala_steps");
+  else if (d->mala_steps == -1) p->mala_steps = 0;
+  else if (d->mala_steps > 0) p->mala_steps = (uint32_t)d->mala_steps;
+  else return tchi_fail(TCH_E_ARG, "tch_smc_create: mala_steps = %d (> 0 moves, -1 none, 0 "
+                        "smc.mala_steps)", (int)d->mala_steps);
+  if (d->mala_step == 0.0) p->mala_step = tchi_cfg_double(t->cfg, "smc.mala_step");
+  else if (d->mala_step > 0.0 && isfinite(d->mala_step)) p->mala_step = d->mala_step;
+  else return tchi_fail(TCH_E_ARG, "tch_smc_create: mala_step = %g must be finite and > 0 (0 "
+                        "takes smc.mala_step)", d->mala_step);
+  if (p->mala_steps > 0 && !tchi_env_has_grad(t->env))
+    return tchi_fail(TCH_E_CONFIG, "tch_smc_create: MALA rejuvenation (%u moves per chunk) needs "
+                     "the gradient of the log density, and the env does not set "
+                     "TCH_ENERGY_HAS_GRAD", (unsigned)p->mala_steps);
   return TCH_OK;
 }
 
@@ -151,18 +167,17 @@ void tch_smc_free(tch_smc *s)
   tchi_free(s);
 }
 
-tch_status tch_smc_run(tch_smc *s, uint64_t seed, size_t n, double *out_x, double *out_log_w,
-                       double *out_log_z)
+const struct tch_env *tchi_smc_handle_env(const tch_smc *s) { return s->tr->env; }
+
+tch_status tchi_smc_handle_run(tch_smc *s, tchi_rng *rng, size_t n, double *out_x,
+                               double *out_log_w, double *out_log_z)
 {
-  CHECK_ARG(s, "tch_smc_run: smc is NULL");
   CHECK_ARG(n == s->sp.n_particles, "tch_smc_run: n = %zu, but the sampler has %zu particles", n,
             s->sp.n_particles);
   tch_trainer *t = s->tr;
   tchi_smc_sampler *o = &s->sampler;
-  tchi_rng rng;
-  tchi_rng_seed(&rng, seed, tchi_stream_id(TCHI_STREAM_USER, SMC_API_STREAM_INDEX));
   s->have_run = 0;
-  tch_status st = tchi_smc_run(t->diff->student.net, twist_of(t), t->env, &s->sp, &rng, o);
+  tch_status st = tchi_smc_run(t->diff->student.net, twist_of(t), t->env, &s->sp, rng, o);
   if (st != TCH_OK) return tchi_fail_prefix(st, "tch_smc_run: ");
   const size_t D = o->dim;
   if (out_x) memcpy(out_x, o->x, n * D * sizeof(double));
@@ -175,6 +190,15 @@ tch_status tch_smc_run(tch_smc *s, uint64_t seed, size_t n, double *out_x, doubl
   s->have_run = 1;
   s->runs++;
   return TCH_OK;
+}
+
+tch_status tch_smc_run(tch_smc *s, uint64_t seed, size_t n, double *out_x, double *out_log_w,
+                       double *out_log_z)
+{
+  CHECK_ARG(s, "tch_smc_run: smc is NULL");
+  tchi_rng rng;
+  tchi_rng_seed(&rng, seed, tchi_stream_id(TCHI_STREAM_USER, SMC_API_STREAM_INDEX));
+  return tchi_smc_handle_run(s, &rng, n, out_x, out_log_w, out_log_z);
 }
 
 static int32_t public_resampler(tchi_resampler r)
@@ -203,6 +227,10 @@ tch_status tch_smc_metric(const tch_smc *s, const char *name, double *out)
   else if (!strcmp(name, "resamples")) *out = run * (double)o->n_resamples;
   else if (!strcmp(name, "energy_evals")) *out = run * (double)o->n_energy_evals;
   else if (!strcmp(name, "min_chunk_ess")) *out = run * s->min_chunk_ess;
+  else if (!strcmp(name, "mala_steps")) *out = (double)s->sp.mala_steps;
+  else if (!strcmp(name, "mala_step")) *out = s->sp.mala_step;
+  else if (!strcmp(name, "mala_accept"))
+    *out = run * (o->mala_proposals ? (double)o->mala_accepted / (double)o->mala_proposals : NAN);
   else return tchi_fail(TCH_E_ARG, "tch_smc_metric: unknown name '%s'", name);
   return TCH_OK;
 }

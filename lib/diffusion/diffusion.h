@@ -404,6 +404,20 @@ tch_status tchi_dflow_backward(tchi_dflow *f, const double *d_out);
 tch_status tchi_dflow_log_f(tchi_dflow *f, const tchi_dnet_spec *ref, uint32_t k, size_t n,
                             const double *x, const double *log_r, double *out);
 
+/* Rejuvenation (spec §4.3) needs grad_x log F_k. tchi_dflow_input_grad: after a forward with
+ * keep, writes d_x (rows x dim) with row r = d_out[r] grad_x f_phi(x_r, t) (d_out NULL: 1
+ * for every row), in float precision like the network; the parameter gradients and the kept
+ * activations are left untouched. TCH_E_STATE without a kept forward.
+ * tchi_dflow_log_f_grad: the twist of tchi_dflow_log_f (same conventions and value) and its
+ * gradient grad (n x dim): grad f_phi + (1 - beta_k) grad log p_ref,k + beta_k grad_log_r at
+ * 0 < k < T, grad_log_r at k = T, grad log p_0 at k = 0. grad_log_r (n x dim) is required
+ * with log_r for k > 0; out (n) may be NULL. Leaves no kept forward behind.
+ * TCH_E_NUMERIC if a value is not finite; TCH_E_ARG, TCH_E_NOMEM. */
+tch_status tchi_dflow_input_grad(tchi_dflow *f, const double *d_out, double *d_x);
+tch_status tchi_dflow_log_f_grad(tchi_dflow *f, const tchi_dnet_spec *ref, uint32_t k, size_t n,
+                                 const double *x, const double *log_r, const double *grad_log_r,
+                                 double *out, double *grad);
+
 /* ---- flow serialisation and copies (flow_io.c) ------------------------------------------------- */
 /* A tag, a format version, the architecture, the gemm kernel request, the weights, the phase and
  * the beta logits. Truncated or malformed input (also a non-finite weight) is TCH_E_IO, another

@@ -157,4 +157,37 @@ tch_status tchi_mala_run(const tchi_mala_params *p, tchi_logp_fn logp, void *ctx
                          size_t dim, const double *x0, tchi_rng *rng, tchi_mala_ws *w,
                          tchi_mala_result *out);
 
+/* ---- the MALA transition (mala.c), shared by the local search above and the SMC sampler's
+ * rejuvenation (lib/smc/sampler.c). With step η and gradient g = ∇log π:
+ *   proposal      x' = x + η g(x) + sqrt(2η) ξ,  ξ ~ N(0, I)
+ *   log α         = log π(x') − log π(x) + log q(x | x') − log q(x' | x),
+ *                   log q(b | a) = −‖b − a − η g(a)‖² / (4η) + const (the constants cancel)
+ *   accept        u < exp(min(0, log α)), u ~ U[0, 1), and log π(x'), g(x') finite.
+ * With a fixed η this kernel leaves π invariant (Metropolis–Hastings with the exact forward
+ * and reverse proposal densities). */
+
+/* mean_fwd = x + η grad and xp = mean_fwd + sqrt(2η) ξ over nd = n x dim entries, the normals
+ * drawn in entry order. */
+void tchi_mala_propose(size_t nd, double step, const double *x, const double *grad,
+                       tchi_rng *rng, double *mean_fwd, double *xp);
+/* log α of one chain (dim entries): x, its log π lp; the proposal xp with its forward mean
+ * mean_fwd (= x + η ∇log π(x)), log π(xp) = lpp and ∇log π(xp) = gradp. */
+double tchi_mala_log_alpha(size_t dim, double step, const double *x, double lp,
+                           const double *mean_fwd, const double *xp, double lpp,
+                           const double *gradp);
+/* 1 iff the proposal is accepted: u < exp(min(0, log α)) (NaN rejects), lpp finite and
+ * gradp (dim) finite. */
+int tchi_mala_accept(double log_alpha, double u, double lpp, size_t dim, const double *gradp);
+/* steps fixed-step MALA transitions of n chains in place: x (n x dim) with their log π (lp, n)
+ * and ∇log π (grad, n x dim) on entry, all three updated to the chains' states on return.
+ * One logp call per transition on the n proposals; per transition the n x dim normals, then
+ * one uniform per chain in chain order (tchi_mala_run's order). *n_accepted (may be NULL) is
+ * increased by the accepted proposals. Uses w's proposal buffers (grown on demand).
+ * TCH_E_ARG for bad arguments; a failing logp returns its status with the chains part-way
+ * (the caller discards them). No adaptation: the step is the caller's, so the kernel stays
+ * exactly π-invariant. */
+tch_status tchi_mala_chains(tchi_logp_fn logp, void *ctx, size_t n, size_t dim, double step,
+                            size_t steps, double *x, double *lp, double *grad, tchi_rng *rng,
+                            tchi_mala_ws *w, uint64_t *n_accepted);
+
 #endif /* TCHI_DMETRICS_H */

@@ -429,3 +429,97 @@ tch_status tchi_dflow_log_f(tchi_dflow *f, const tchi_dnet_spec *ref, uint32_t k
       return tchi_fail(TCH_E_NUMERIC, "log-flow at step %u is %g for row %zu", k, out[i], i);
   return TCH_OK;
 }
+
+/* ---- input gradients (SMC rejuvenation, spec §4.3) ------------------------------------------- */
+/* The body's backward without its parameter gradients: dy W_l^T through the kept activations,
+ * layer by layer, into the workspace's d_in; the x columns of it are the answer (the time
+ * embedding is shared per step and not differentiated). */
+tch_status tchi_dflow_input_grad(tchi_dflow *f, const double *d_out, double *d_x)
+{
+  if (!f || !d_x) return tchi_fail(TCH_E_ARG, "dflow_input_grad: NULL %s", f ? "output" : "flow");
+  struct tchi_dflow_ws *w = f->ws;
+  if (!w->kept) return tchi_fail(TCH_E_STATE, "flow net: input gradient without a kept forward");
+  const tchi_mlp *m = &f->body;
+  tchi_mlp_ws *bw = &w->bws;
+  const size_t rows = w->rows, D = f->spec.dim, in = D + f->spec.hidden;
+  for (size_t r = 0; r < rows; r++) w->d_out[r] = d_out ? (float)d_out[r] : 1.0f;
+  const float *dy = w->d_out;
+  int nb = 0;
+  for (size_t l = m->n_layers; l-- > 0;) {
+    const size_t din = m->dims[l], dout = m->dims[l + 1];
+    float *buf = l > 0 ? bw->dbuf[nb] : w->d_in;
+    nb ^= 1;
+    tchi_sgemm(&f->gemm, 0, 1, rows, din, dout, 1.0f, dy, dout, m->params + m->w_off[l], dout,
+               0.0f, buf, din);
+    if (l > 0) tchi_act_backward(m->act, rows * din, bw->pre[l - 1], bw->post[l - 1], buf, buf);
+    dy = buf;
+  }
+  for (size_t r = 0; r < rows; r++)
+    for (size_t d = 0; d < D; d++) d_x[r * D + d] = w->d_in[r * in + d];
+  return TCH_OK;
+}
+
+/* Variance of the Gaussian behind the twist's reference term at step k in the SMC
+ * conventions (k = 0: p_0; 0 < k < T: tchi_dref_log_marginal), or 0 where that term is a
+ * constant (Brownian p_0 = delta_0 and its k = 0 marginal). */
+static double ref_var(const tchi_dnet_spec *ref, uint32_t k)
+{
+  if (ref->reference == TCHI_DREF_OU_DDS) return ref->init_std * ref->init_std;
+  return k == 0 ? 0.0 : ref->t_scale * ((double)k / (double)ref->T);
+}
+
+tch_status tchi_dflow_log_f_grad(tchi_dflow *f, const tchi_dnet_spec *ref, uint32_t k, size_t n,
+                                 const double *x, const double *log_r, const double *grad_log_r,
+                                 double *out, double *grad)
+{
+  if (!ref || (n && (!x || !grad))) return tchi_fail(TCH_E_ARG, "dflow_log_f_grad: NULL argument");
+  const uint32_t T = ref->T, D = ref->dim;
+  if (k > T) return tchi_fail(TCH_E_ARG, "dflow_log_f_grad: step %u > T = %u", k, T);
+  if (f && (f->spec.dim != D || f->spec.T != T))
+    return tchi_fail(TCH_E_ARG, "dflow_log_f_grad: flow dim %u, T %u; policy dim %u, T %u",
+                     f->spec.dim, f->spec.T, D, T);
+  if (n == 0) return TCH_OK;
+  if (k > 0 && (!log_r || !grad_log_r))
+    return tchi_fail(TCH_E_ARG, "dflow_log_f_grad: NULL log-rewards or their gradient");
+  const size_t nd = n * D;
+  const double var = ref_var(ref, k);
+  if (k == T) {
+    if (out) memcpy(out, log_r, n * sizeof *out);
+    memcpy(grad, grad_log_r, nd * sizeof *grad);
+  } else if (k == 0) {
+    for (size_t i = 0; i < n; i++) {
+      if (out) out[i] = tchi_dref_log_p0(ref, x + i * D);
+      for (uint32_t d = 0; d < D; d++) grad[i * D + d] = var > 0.0 ? -x[i * D + d] / var : 0.0;
+    }
+  } else {
+    /* the same expression as tchi_dflow_log_f, and its gradient:
+     * grad f_phi + (1 - beta) grad log p_ref,k + beta grad log R */
+    double beta = (double)k / (double)T;
+    const double *fphi = NULL;
+    tch_status s;
+    if (f) {
+      if ((s = tchi_dflow_betas(f, ref, f->ws->beta)) != TCH_OK) return s;
+      beta = f->ws->beta[k];
+      if ((s = tchi_dflow_forward(f, 1, &k, n, x, 1, &fphi)) != TCH_OK ||
+          (s = tchi_dflow_input_grad(f, NULL, grad)) != TCH_OK)
+        return s;
+      f->ws->kept = 0;   /* nothing here is for the parameter backward */
+    } else {
+      memset(grad, 0, nd * sizeof *grad);
+    }
+    for (size_t i = 0; i < n; i++) {
+      const double *xi = x + i * D;
+      if (out) {
+        double lref = tchi_dref_log_marginal(ref, k, xi);
+        out[i] = (fphi ? fphi[i] : 0.0) + (1.0 - beta) * lref + beta * log_r[i];
+      }
+      for (uint32_t d = 0; d < D; d++)
+        grad[i * D + d] += (1.0 - beta) * (-xi[d] / var) + beta * grad_log_r[i * D + d];
+    }
+  }
+  if (out)
+    for (size_t i = 0; i < n; i++)
+      if (!isfinite(out[i]))
+        return tchi_fail(TCH_E_NUMERIC, "log-flow at step %u is %g for row %zu", k, out[i], i);
+  return TCH_OK;
+}

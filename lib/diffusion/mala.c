@@ -104,6 +104,40 @@ static int all_finite(size_t n, const double *a)
   return 1;
 }
 
+/* ---- the MALA transition, shared by the local search and SMC rejuvenation -------------- */
+
+void tchi_mala_propose(size_t nd, double step, const double *x, const double *grad,
+                       tchi_rng *rng, double *mean_fwd, double *xp)
+{
+  const double noise = sqrt(2.0 * step);
+  for (size_t k = 0; k < nd; k++) {
+    mean_fwd[k] = x[k] + step * grad[k];
+    xp[k] = mean_fwd[k] + noise * tchi_rng_normal(rng);
+  }
+}
+
+double tchi_mala_log_alpha(size_t dim, double step, const double *x, double lp,
+                           const double *mean_fwd, const double *xp, double lpp,
+                           const double *gradp)
+{
+  const double inv4 = 1.0 / (4.0 * step);
+  double fwd = 0.0, bwd = 0.0;
+  for (size_t k = 0; k < dim; k++) {
+    double a = xp[k] - mean_fwd[k], b = x[k] - xp[k] - step * gradp[k];
+    fwd += a * a;
+    bwd += b * b;
+  }
+  return (lpp - lp) + (-bwd * inv4) - (-fwd * inv4);
+}
+
+int tchi_mala_accept(double log_alpha, double u, double lpp, size_t dim, const double *gradp)
+{
+  /* NaN log α rejects, as torch's clamp/exp/< chain does (clamp keeps the NaN, u < NaN is
+   * false). The comparison alone would not: min(0, NaN) written as a < 0 ? a : 0 is 0. */
+  return !isnan(log_alpha) && u < exp(log_alpha < 0.0 ? log_alpha : 0.0) && isfinite(lpp) &&
+         all_finite(dim, gradp);
+}
+
 tch_status tchi_mala_run(const tchi_mala_params *p, tchi_logp_fn logp, void *ctx, size_t n,
                          size_t dim, const double *x0, tchi_rng *rng, tchi_mala_ws *w,
                          tchi_mala_result *out)
@@ -136,30 +170,17 @@ tch_status tchi_mala_run(const tchi_mala_params *p, tchi_logp_fn logp, void *ctx
   for (size_t it = 0; it < p->max_iter; it++) {
     if (p->adaptive && it > 0)
       step = rate > p->target_accept ? step + 0.01 * step : step - 0.01 * step;
-    const double noise = sqrt(2.0 * step), inv4 = 1.0 / (4.0 * step);
-    for (size_t k = 0; k < nd; k++) {
-      w->mean_fwd[k] = w->x[k] + step * w->grad[k];
-      w->xp[k] = w->mean_fwd[k] + noise * tchi_rng_normal(rng);
-    }
+    tchi_mala_propose(nd, step, w->x, w->grad, rng, w->mean_fwd, w->xp);
     if ((s = logp(ctx, n, w->xp, w->lpp, w->gradp))) {
       out->n = 0;
       return tchi_fail_prefix(s, "MALA local search: ");
     }
     for (size_t c = 0; c < n; c++) {
-      const double *x = w->x + c * dim, *xp = w->xp + c * dim, *mf = w->mean_fwd + c * dim;
-      const double *gp = w->gradp + c * dim;
-      double fwd = 0.0, bwd = 0.0;
-      for (size_t k = 0; k < dim; k++) {
-        double a = xp[k] - mf[k], b = x[k] - xp[k] - step * gp[k];
-        fwd += a * a;
-        bwd += b * b;
-      }
-      double log_alpha = (w->lpp[c] - w->lp[c]) + (-bwd * inv4) - (-fwd * inv4);
+      const double *xp = w->xp + c * dim, *gp = w->gradp + c * dim;
+      double log_alpha = tchi_mala_log_alpha(dim, step, w->x + c * dim, w->lp[c],
+                                             w->mean_fwd + c * dim, xp, w->lpp[c], gp);
       double u = tchi_rng_uniform(rng);
-      /* NaN log α compares false and rejects, as torch's clamp/exp/< chain does. */
-      int acc = u < exp(log_alpha < 0.0 ? log_alpha : 0.0) && isfinite(w->lpp[c]) &&
-                all_finite(dim, gp);
-      if (!acc) continue;
+      if (!tchi_mala_accept(log_alpha, u, w->lpp[c], dim, gp)) continue;
       accepts++;
       out->n_accepted++;
       if (it > p->burn_in) {
@@ -180,5 +201,37 @@ tch_status tchi_mala_run(const tchi_mala_params *p, tchi_logp_fn logp, void *ctx
     }
     out->final_step = step;
   }
+  return TCH_OK;
+}
+
+tch_status tchi_mala_chains(tchi_logp_fn logp, void *ctx, size_t n, size_t dim, double step,
+                            size_t steps, double *x, double *lp, double *grad, tchi_rng *rng,
+                            tchi_mala_ws *w, uint64_t *n_accepted)
+{
+  if (!logp || !x || !lp || !grad || !rng || !w || n == 0 || dim == 0)
+    return tchi_fail(TCH_E_ARG, "MALA chains: need a target, n >= 1 chains of dim >= 1 with "
+                                "their log-densities and gradients, an RNG and a workspace");
+  if (!(step > 0.0) || !isfinite(step))
+    return tchi_fail(TCH_E_ARG, "MALA chains: step %g must be finite and > 0", step);
+  if (steps == 0) return TCH_OK;
+  tch_status s = ws_reserve(w, n, dim);
+  if (s != TCH_OK) return s;
+  uint64_t accepted = 0;
+  for (size_t it = 0; it < steps; it++) {
+    tchi_mala_propose(n * dim, step, x, grad, rng, w->mean_fwd, w->xp);
+    if ((s = logp(ctx, n, w->xp, w->lpp, w->gradp)) != TCH_OK) return s;
+    for (size_t c = 0; c < n; c++) {
+      const double *xp = w->xp + c * dim, *gp = w->gradp + c * dim;
+      double log_alpha = tchi_mala_log_alpha(dim, step, x + c * dim, lp[c],
+                                             w->mean_fwd + c * dim, xp, w->lpp[c], gp);
+      double u = tchi_rng_uniform(rng);
+      if (!tchi_mala_accept(log_alpha, u, w->lpp[c], dim, gp)) continue;
+      accepted++;
+      memcpy(x + c * dim, xp, dim * sizeof(double));
+      memcpy(grad + c * dim, gp, dim * sizeof(double));
+      lp[c] = w->lpp[c];
+    }
+  }
+  if (n_accepted) *n_accepted += accepted;
   return TCH_OK;
 }

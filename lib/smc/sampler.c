@@ -15,6 +15,7 @@
 #include <string.h>
 #include "smc/smc.h"
 #include "diffusion/diffusion.h"
+#include "diffusion/dmetrics.h"
 #include "envs/env.h"
 
 void tchi_smc_params_default(tchi_smc_params *p, size_t n_particles, uint32_t n_chunks)
@@ -25,6 +26,7 @@ void tchi_smc_params_default(tchi_smc_params *p, size_t n_particles, uint32_t n_
   p->resample_threshold = 0.2;   /* smc.resample_threshold */
   p->target_ess = 0.05;          /* smc.target_ess */
   p->resampler = TCHI_RESAMPLER_SYSTEMATIC;
+  p->mala_step = TCHI_SMC_MALA_STEP;   /* used only with mala_steps > 0 */
 }
 
 void tchi_smc_sampler_init(tchi_smc_sampler *s)
@@ -33,7 +35,8 @@ void tchi_smc_sampler_init(tchi_smc_sampler *s)
 }
 
 /* Every array of the sampler with the count it needs; one table drives growth and release. */
-enum { CAT_N, CAT_ND, CAT_NK, CAT_NKD, CAT_K, CAT_PATH, CAT_COUNT };
+enum { CAT_N, CAT_ND, CAT_NK, CAT_NKD, CAT_K, CAT_PATH, CAT_MN, CAT_MND, CAT_COUNT };
+/* CAT_MN, CAT_MND: N and N x dim arrays that only MALA rejuvenation needs (0 without it). */
 typedef struct arr { void **p; int cat; size_t size; } arr;
 
 static size_t arrays(tchi_smc_sampler *s, arr *t)
@@ -63,9 +66,15 @@ static size_t arrays(tchi_smc_sampler *s, arr *t)
   t[n++] = (arr){(void **)&s->chunk_log_correction, CAT_K, d};
   t[n++] = (arr){(void **)&s->chunk_resampled, CAT_K, 1};
   t[n++] = (arr){(void **)&s->path, CAT_PATH, d};
+  t[n++] = (arr){(void **)&s->chunk_mala_accept, CAT_K, d};
+  t[n++] = (arr){(void **)&s->cur_log_r, CAT_MN, d};
+  t[n++] = (arr){(void **)&s->prop_log_r, CAT_MN, d};
+  t[n++] = (arr){(void **)&s->cur_grad_r, CAT_MND, d};
+  t[n++] = (arr){(void **)&s->prop_grad_r, CAT_MND, d};
+  t[n++] = (arr){(void **)&s->mala_grad, CAT_MND, d};
   return n;
 }
-#define SMC_MAX_ARRAYS 32
+#define SMC_MAX_ARRAYS 40
 
 static size_t *cap_of(tchi_smc_sampler *s, int cat)
 {
@@ -75,6 +84,8 @@ static size_t *cap_of(tchi_smc_sampler *s, int cat)
   case CAT_NK: return &s->cap_nk;
   case CAT_NKD: return &s->cap_nkd;
   case CAT_K: return &s->cap_k;
+  case CAT_MN: return &s->cap_mn;
+  case CAT_MND: return &s->cap_mnd;
   default: return &s->cap_path;
   }
 }
@@ -85,6 +96,8 @@ void tchi_smc_sampler_destroy(tchi_smc_sampler *s)
   arr t[SMC_MAX_ARRAYS];
   size_t n = arrays(s, t);
   for (size_t i = 0; i < n; i++) tchi_free(*t[i].p);
+  if (s->mala_ws) tchi_mala_ws_destroy(s->mala_ws);
+  tchi_free(s->mala_ws);
   memset(s, 0, sizeof *s);
 }
 
@@ -131,6 +144,14 @@ static tch_status check_args(tchi_dnet *net, tchi_dflow *flow, tch_env *env,
                      flow->spec.T, D, T);
   if (net->spec.langevin && !tchi_env_has_grad(env))
     return tchi_fail(TCH_E_ARG, "smc_run: a Langevin net needs an env with TCH_ENERGY_HAS_GRAD");
+  if (p->mala_steps > 0) {
+    if (!(p->mala_step > 0.0) || !isfinite(p->mala_step))
+      return tchi_fail(TCH_E_ARG, "smc_run: the MALA step %g must be finite and > 0", p->mala_step);
+    if (!tchi_env_has_grad(env))
+      return tchi_fail(TCH_E_CONFIG, "smc_run: MALA rejuvenation (smc.mala_steps = %u) needs the "
+                       "gradient of the log density, and the env does not set TCH_ENERGY_HAS_GRAD",
+                       (unsigned)p->mala_steps);
+  }
   return TCH_OK;
 }
 
@@ -186,6 +207,70 @@ static tch_status propagate(tchi_dnet *net, tch_env *env, const tchi_smc_params 
   return TCH_OK;
 }
 
+/* ---- MALA rejuvenation (§4.3) ---------------------------------------------------------------- */
+
+/* The target of the moves: the twist of step k at a batch of proposals, with its gradient. */
+typedef struct mala_target {
+  const tchi_dnet_spec *ref;
+  tchi_dflow *flow;
+  tch_env *env;
+  uint32_t k;
+  tchi_smc_sampler *s;
+} mala_target;
+
+static tch_status twist_at(void *ctx, size_t n, const double *x, double *log_f, double *grad)
+{
+  mala_target *t = ctx;
+  tchi_smc_sampler *s = t->s;
+  tch_status st = tchi_env_log_density(t->env, n, x, s->prop_log_r, s->prop_grad_r);
+  if (st != TCH_OK) return st;
+  s->n_energy_evals += n;
+  return tchi_dflow_log_f_grad(t->flow, t->ref, t->k, n, x, s->prop_log_r, s->prop_grad_r,
+                               log_f, grad);
+}
+
+tch_status tchi_smc_rejuvenate(const tchi_dnet_spec *ref, tchi_dflow *flow, tch_env *env,
+                               uint32_t k, size_t n, uint32_t mala_steps, double mala_step,
+                               double *x, double *log_f, const double *log_r,
+                               const double *grad_log_r, tchi_rng *rng, tchi_smc_sampler *s,
+                               uint64_t *accepted)
+{
+  if (!ref || !env || !x || !log_f || !rng || !s)
+    return tchi_fail(TCH_E_ARG, "smc rejuvenation: NULL argument");
+  if (k > ref->T) return tchi_fail(TCH_E_ARG, "smc rejuvenation: step %u > T = %u", k, ref->T);
+  if (k > 0 && (!log_r || !grad_log_r))
+    return tchi_fail(TCH_E_ARG, "smc rejuvenation: NULL log-rewards or their gradient");
+  if (!(mala_step > 0.0) || !isfinite(mala_step))
+    return tchi_fail(TCH_E_ARG, "smc rejuvenation: the MALA step %g must be finite and > 0", mala_step);
+  if (!tchi_env_has_grad(env))
+    return tchi_fail(TCH_E_CONFIG, "smc rejuvenation: MALA needs the gradient of the log density, "
+                     "and the env does not set TCH_ENERGY_HAS_GRAD");
+  uint32_t env_dim = 0;
+  tch_status st = tch_env_energy_dim(env, &env_dim);
+  if (st != TCH_OK) return st;
+  if (env_dim != ref->dim)
+    return tchi_fail(TCH_E_ARG, "smc rejuvenation: the env has dimension %u, the policy %u", env_dim, ref->dim);
+  if (n == 0 || mala_steps == 0) return TCH_OK;
+  int ovf = 0;
+  const size_t nd = tchi_mul_size(n, ref->dim, &ovf);
+  if (ovf) return tchi_fail(TCH_E_ARG, "smc rejuvenation: %zu particles overflow", n);
+  const size_t need[CAT_COUNT] = {[CAT_MN] = n, [CAT_MND] = nd};
+  if ((st = reserve(s, need)) != TCH_OK) return st;
+  if (!s->mala_ws) {
+    if (!(s->mala_ws = tchi_calloc(1, sizeof *s->mala_ws)))
+      return tchi_fail(TCH_E_NOMEM, "out of memory allocating the SMC MALA workspace");
+    tchi_mala_ws_init(s->mala_ws);
+  }
+  /* the gradient at the start; the value stays the caller's, the one its weights used */
+  if ((st = tchi_dflow_log_f_grad(flow, ref, k, n, x, log_r, grad_log_r, NULL, s->mala_grad)) != TCH_OK)
+    return st;
+  mala_target t = {ref, flow, env, k, s};
+  return tchi_mala_chains(twist_at, &t, n, ref->dim, mala_step, mala_steps, x, log_f,
+                          s->mala_grad, rng, s->mala_ws, accepted);
+}
+
+/* ---- the run ---------------------------------------------------------------------------------- */
+
 tch_status tchi_smc_run(tchi_dnet *net, tchi_dflow *flow, tch_env *env,
                         const tchi_smc_params *p, tchi_rng *rng, tchi_smc_sampler *o)
 {
@@ -198,8 +283,10 @@ tch_status tchi_smc_run(tchi_dnet *net, tchi_dflow *flow, tch_env *env,
   size_t nkd = tchi_mul_size(nk, D, &ovf);
   size_t npath = p->keep_paths ? tchi_mul_size(nkd, (size_t)L + 1, &ovf) : 0;
   if (ovf) return tchi_fail(TCH_E_ARG, "smc_run: %zu particles x %u chunks overflow", n, K);
+  const int mala = p->mala_steps > 0;
   const size_t need[CAT_COUNT] = {[CAT_N] = n, [CAT_ND] = nd, [CAT_NK] = nk, [CAT_NKD] = nkd,
-                                  [CAT_K] = K, [CAT_PATH] = npath};
+                                  [CAT_K] = K, [CAT_PATH] = npath, [CAT_MN] = mala ? n : 0,
+                                  [CAT_MND] = mala ? nd : 0};
   if ((s = reserve(o, need)) != TCH_OK) return s;
   if ((s = tchi_dnet_reserve(net, 1, n, 0)) != TCH_OK) return s;
   o->n = n;
@@ -210,6 +297,7 @@ tch_status tchi_smc_run(tchi_dnet *net, tchi_dflow *flow, tch_env *env,
   o->log_z = 0.0;
   o->n_resamples = 0;
   o->n_energy_evals = 0;
+  o->mala_proposals = o->mala_accepted = 0;
 
   /* 1. x_0 ~ p_0, uniform normalised weights, log F_0 = log p_0 */
   tchi_dref_sample_p0(&net->spec, rng, n, o->x);
@@ -229,7 +317,8 @@ tch_status tchi_smc_run(tchi_dnet *net, tchi_dflow *flow, tch_env *env,
     /* 2.1 propagate; the twist at the chunk end (log R there for the partial energy) */
     if ((s = propagate(net, env, p, rng, o, j)) != TCH_OK) return tchi_fail_prefix(s, "smc chunk %u: ", j);
     memcpy(x1, o->x, nd * sizeof(double));
-    if ((s = tchi_env_log_density(env, n, x1, r1, NULL)) != TCH_OK)
+    /* with MALA the same call returns the gradient the first move starts from */
+    if ((s = tchi_env_log_density(env, n, x1, r1, mala ? o->prop_grad_r : NULL)) != TCH_OK)
       return tchi_fail_prefix(s, "smc chunk %u: ", j);
     o->n_energy_evals += n;
     if ((s = tchi_dflow_log_f(flow, &net->spec, e, n, x1, r1, f1)) != TCH_OK)
@@ -266,16 +355,40 @@ tch_status tchi_smc_run(tchi_dnet *net, tchi_dflow *flow, tch_env *env,
       o->n_resamples++;
       tchi_smc_gather(n, D * sizeof(double), anc, x1, o->x);
       tchi_smc_gather(n, sizeof(double), anc, f1, f0 + n);   /* j + 1 < K here */
+      if (mala) {
+        tchi_smc_gather(n, sizeof(double), anc, r1, o->cur_log_r);
+        tchi_smc_gather(n, D * sizeof(double), anc, o->prop_grad_r, o->cur_grad_r);
+      }
     } else {
       for (size_t i = 0; i < n; i++) anc[i] = (uint32_t)i;
       if (j + 1 < K) memcpy(f0 + n, f1, n * sizeof(double));
+      if (mala) {
+        memcpy(o->cur_log_r, r1, n * sizeof(double));
+        memcpy(o->cur_grad_r, o->prop_grad_r, nd * sizeof(double));
+      }
     }
     /* 2.5 normalise */
     tchi_smc_log_normalise(n, o->lw);
+    /* after the last chunk the particles are x_T (never resampled) with their log R */
+    if (j + 1 == K) memcpy(o->log_r, r1, n * sizeof(double));
+    /* 2.6 rejuvenation on the chunk end's twist, whose value at each particle is the start
+     * twist of the next chunk (f0 of chunk j + 1) or, after the last, log R: the moves keep
+     * it up to date, and no weight changes. */
+    o->chunk_mala_accept[j] = NAN;
+    if (mala) {
+      uint64_t acc = 0;
+      double *lf = j + 1 < K ? f0 + n : o->log_r;
+      if ((s = tchi_smc_rejuvenate(&net->spec, flow, env, e, n, p->mala_steps, p->mala_step,
+                                   o->x, lf, o->cur_log_r, o->cur_grad_r, rng, o, &acc)) != TCH_OK)
+        return tchi_fail_prefix(s, "smc chunk %u: MALA rejuvenation: ", j);
+      const uint64_t props = (uint64_t)n * p->mala_steps;
+      o->mala_proposals += props;
+      o->mala_accepted += acc;
+      o->chunk_mala_accept[j] = (double)acc / (double)props;
+    }
   }
-  /* 3. output: final particles (o->x = x_T, not resampled), their log R, weights on the
-   * single-trajectory log-IW scale */
-  memcpy(o->log_r, o->chunk_log_r1 + (size_t)(K - 1) * n, n * sizeof(double));
+  /* 3. output: final particles (o->x), their log R, weights on the single-trajectory log-IW
+   * scale */
   o->log_z = log_z;
   tchi_smc_output_log_weights(n, o->lw, log_z, o->log_w);
   return TCH_OK;

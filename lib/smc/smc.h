@@ -237,7 +237,9 @@ tch_status tchi_iwbuf_read(tchi_reader *r, tchi_iwbuf **out);
  * gfn_subtb_smc_rnd.py (batch_simulate_fwd_subtrajectories, resampling);
  * hyeok9855/gfn-smc-torch models/gfn.py (get_trajectory_fwd_smc). */
 struct tchi_dnet;
+struct tchi_dnet_spec;
 struct tchi_dflow;
+struct tchi_mala_ws;
 struct tch_env;
 
 typedef struct tchi_smc_params {
@@ -248,13 +250,28 @@ typedef struct tchi_smc_params {
   tchi_resampler resampler;      /* systematic */
   int unbiased_partial_resampling;  /* add info.log_correction to log Ẑ (§4 notes); 0 */
   int keep_paths;                /* also record every step's states (path, below); 0 */
+  /* MALA rejuvenation (§4.3; appended): after each chunk's resampling and normalisation,
+   * mala_steps Metropolis-adjusted Langevin moves of every particle with step mala_step on
+   * the intermediate target of that chunk end (tchi_smc_rejuvenate). 0 = off (default). */
+  uint32_t mala_steps;
+  double mala_step;              /* eta > 0 (TCHI_SMC_MALA_STEP) */
 } tchi_smc_params;
+/* The reference's mcmc_step_size (0.2 in every target config of configs/target/). */
+#define TCHI_SMC_MALA_STEP 0.2
 /* The reference defaults (configs/algorithm/gfn_subtb_smc.yaml): kappa 0.2, rho 0.05,
- * systematic, the paper's (not exactly unbiased) partial resampling, no paths. */
+ * systematic, the paper's (not exactly unbiased) partial resampling, no paths, no MALA
+ * (mcmc.use: False) with step TCHI_SMC_MALA_STEP. */
 void tchi_smc_params_default(tchi_smc_params *p, size_t n_particles, uint32_t n_chunks);
 
 /* Workspace and result of tchi_smc_run; arrays are grown on demand and reused, so repeated
  * runs of the same size allocate nothing. Fields are valid after a successful run.
+ *
+ * With MALA rejuvenation (mala_steps > 0) the particles also move between chunks: chunk
+ * j + 1 starts from the moved states, so chunk_x0[j+1, i] is chunk_x1[j, anc_j(i)] after the
+ * moves and chunk_log_f0[j+1, i] the twist there (exactly the value the moves kept); x and
+ * log_r are the final particles after the last chunk's moves on log R. The chunk sums no
+ * longer telescope to one trajectory's weight (each chunk is still a valid SubTB
+ * sub-trajectory), and the invariants below hold only without MALA.
  *
  * Per-chunk record (chunk j = 0..K-1 covers steps s = jL .. e = (j+1)L). "Particle i of
  * chunk j" is the i-th particle propagated in that chunk, i.e. after the resampling that
@@ -291,7 +308,8 @@ typedef struct tchi_smc_sampler {
   double *log_r;                 /* N log R(x_T) */
   double log_z;                  /* running log Ẑ at the end */
   uint32_t n_resamples;          /* chunks after which resampling happened */
-  uint64_t n_energy_evals;       /* points passed to the energy in the last run */
+  uint64_t n_energy_evals;       /* points passed to the energy in the last run (with MALA:
+                                    N K (1 + mala_steps), plus a Langevin net's N T) */
   /* per-chunk record (layout above) */
   double *chunk_x0, *chunk_x1, *chunk_log_pf, *chunk_log_pb, *chunk_log_f0, *chunk_log_f1;
   double *chunk_log_r1, *chunk_log_g, *log_p0, *path;
@@ -302,22 +320,68 @@ typedef struct tchi_smc_sampler {
   /* workspace */
   double *lw, *scratch, *grad, *step_log_r;
   size_t cap_n, cap_nd, cap_nk, cap_nkd, cap_k, cap_path;   /* element counts allocated */
+  /* MALA rejuvenation (appended). Last run: proposals and acceptances over all chunks, and
+   * per chunk the acceptance rate (NaN without moves). Workspace: log R and its gradient at
+   * the chunk-end states (gathered with them) and at the proposals, the twist gradient. */
+  uint64_t mala_proposals, mala_accepted;
+  double *chunk_mala_accept;     /* K */
+  double *cur_log_r, *cur_grad_r, *prop_log_r, *prop_grad_r, *mala_grad;
+  struct tchi_mala_ws *mala_ws;  /* proposal buffers, allocated at the first move */
+  size_t cap_mn, cap_mnd;
 } tchi_smc_sampler;
 
 void tchi_smc_sampler_init(tchi_smc_sampler *s);
 void tchi_smc_sampler_destroy(tchi_smc_sampler *s);
+
+/* ---- MALA rejuvenation (§4.3; sampler.c) ---- */
+/* mala_steps fixed-step MALA moves (lib/diffusion/mala.c's transition: proposal
+ * x' = x + eta grad log pi(x) + sqrt(2 eta) xi, Metropolis-Hastings ratio with the forward
+ * and the reverse proposal densities) of n particles x (n x dim, in place) on the twist of
+ * step k, pi = F_k of tchi_dflow_log_f (k = T: log R; flow NULL: f = 0, linear beta) with
+ * ref = the policy's spec. On entry log_f (n) holds log F_k(x) (the value the caller's
+ * weights used) and log_r, grad_log_r (n, n x dim) log R and its gradient at x (unused at
+ * k = 0); on return x and log_f are the moved particles and their twist. Each move evaluates
+ * the energy with its gradient once at the n proposals (s->n_energy_evals += n) and the
+ * flow once with its input gradient. The kernel leaves pi invariant, so weighted particles
+ * that target pi still do afterwards and the caller's weights stay valid. *accepted (may be
+ * NULL) is increased by the accepted proposals. Draws from rng: per move n dim normals, then
+ * n uniforms. Uses s's MALA workspace (grown on demand). TCH_E_ARG (bad arguments, step not
+ * finite and > 0), TCH_E_CONFIG (env without TCH_ENERGY_HAS_GRAD), TCH_E_CALLBACK,
+ * TCH_E_NUMERIC (a non-finite energy, gradient or twist at a proposal), TCH_E_NOMEM; then x
+ * and log_f are part-way.
+ *
+ * The reference (nolerk/gfn-smc-jax algorithms/gfn_subtb_smc/mcmcs.py and its call in
+ * gfn_subtb_smc_rnd.py) gets this wrong in two ways, read not copied: (1) the call passes
+ * get_log_f a keyword init_log_prob_fn= that the function does not take (its parameter is
+ * ref_log_prob_fn), so mcmc.use = True fails as shipped; (2) fixed, the reference term of its
+ * MALA target would be the initial distribution's log-density, which for the pinned-Brownian
+ * process is 0 (initial_dist = None), while the twists in the weights use the step's marginal
+ * N(0, sigma^2 t_k): the moves would target another distribution than the weights assume,
+ * biasing every later estimate. (Its optional per-chain Robbins-Monro step adaptation during
+ * burn-in is also not exactly invariant; here the step is fixed.) This function takes the
+ * target from the one twist function the weights use. */
+tch_status tchi_smc_rejuvenate(const struct tchi_dnet_spec *ref, struct tchi_dflow *flow,
+                               struct tch_env *env, uint32_t k, size_t n, uint32_t mala_steps,
+                               double mala_step, double *x, double *log_f,
+                               const double *log_r, const double *grad_log_r, tchi_rng *rng,
+                               tchi_smc_sampler *s, uint64_t *accepted);
 
 /* One SMC run (§4): x_0 ~ p_0; for each chunk, L proposal steps of net (one batched network
  * evaluation per step), the twist at the chunk end (flow may be NULL: f = 0, linear beta;
  * log R from env at every chunk end, K N energy points in all, plus N per step for a
  * Langevin net's gradient), reweighting, log Ẑ += log Σ W G, and when
  * tchi_smc_should_resample(ESS_n, kappa, rho, j, K): tchi_smc_resample_tempered with the
- * particles and cached end twists gathered by ancestor; then log-normalisation. The output
- * weights are tchi_smc_output_log_weights of the final normalised weights. rng is advanced.
+ * particles and cached end twists gathered by ancestor; then log-normalisation; then, with
+ * mala_steps > 0, tchi_smc_rejuvenate on the chunk end's twist (log R after the last chunk;
+ * the chunk-end energy call then also returns the gradient, at no extra evaluation). The
+ * output weights are tchi_smc_output_log_weights of the final normalised weights: the moves
+ * never change a weight, so with the same rng state everything up to the first move is
+ * bit-identical to a run without MALA (with K = 1: log Ẑ and every weight). rng is advanced.
  * TCH_E_ARG: NULL arguments, N = 0, K not dividing T, net/flow/env shapes disagreeing, a
- * Langevin net with an env without gradient; TCH_E_CALLBACK, TCH_E_NUMERIC (non-finite
- * energy, twist or incremental weight, naming chunk and particle); TCH_E_NOMEM. On error
- * the record is partial. */
+ * Langevin net with an env without gradient, mala_step not finite and > 0 with
+ * mala_steps > 0; TCH_E_CONFIG: mala_steps > 0 with an env without gradient;
+ * TCH_E_CALLBACK, TCH_E_NUMERIC (non-finite energy, twist or incremental weight, naming
+ * chunk and particle); TCH_E_NOMEM. On error the record is partial. */
 tch_status tchi_smc_run(struct tchi_dnet *net, struct tchi_dflow *flow, struct tch_env *env,
                         const tchi_smc_params *p, tchi_rng *rng, tchi_smc_sampler *out);
 

@@ -6,7 +6,7 @@
 #include <string.h>
 #include "behaviour.h"
 
-static const char *const source_names[3] = {"student", "teacher", "buffer"};
+static const char *const source_names[TCHI_MIXER_SOURCES] = {"student", "teacher", "buffer", "smc"};
 
 const char *tchi_mixer_auto_schedule(int teacher, int buffer, int local_search)
 {
@@ -32,7 +32,7 @@ const char *tchi_mixer_auto_schedule(int teacher, int buffer, int local_search)
 
 static int source_of(const char *name, size_t len)
 {
-  for (int s = 0; s < 3; s++)
+  for (int s = 0; s < TCHI_MIXER_SOURCES; s++)
     if (strlen(source_names[s]) == len && strncmp(name, source_names[s], len) == 0) return s;
   return -1;
 }
@@ -44,7 +44,16 @@ static tch_status parse_error(const char *schedule, const char *why)
                    schedule, why);
 }
 
-static tch_status parse_cycle(tch_mixer *m, const char *s)
+/* The smc source belongs to standalone mixers; a trainer's schedule cannot name it. */
+static tch_status check_smc(const char *schedule, int src, int allow_smc)
+{
+  if (src != TCH_SOURCE_SMC || allow_smc) return TCH_OK;
+  return tchi_fail(TCH_E_CONFIG, "mixer schedule '%s': the smc source is for standalone mixers "
+                   "(tch_mixer_create, tch_mixer_set_smc, tch_mixer_draw_energy); a trainer "
+                   "runs Reinforced SMC through smc.enabled", schedule);
+}
+
+static tch_status parse_cycle(tch_mixer *m, const char *s, int allow_smc)
 {
   const char *p = s;
   while (*p) {
@@ -53,12 +62,15 @@ static tch_status parse_cycle(tch_mixer *m, const char *s)
     const char *plus = memchr(p, '+', (size_t)(end - p));
     size_t name_len = (size_t)((plus ? plus : end) - p);
     int src = source_of(p, name_len);
-    if (src < 0) return parse_error(s, "unknown source (use student, teacher or buffer)");
+    if (src < 0) return parse_error(s, "unknown source (use student, teacher, buffer or smc)");
+    tch_status st = check_smc(s, src, allow_smc);
+    if (st != TCH_OK) return st;
     uint32_t flags = 0;
     if (plus) {
       if ((size_t)(end - plus) != 3 || strncmp(plus, "+ls", 3) != 0)
         return parse_error(s, "the only modifier is +ls");
       if (src == TCH_SOURCE_BUFFER) return parse_error(s, "local search applies to sampled batches, not to buffer replay");
+      if (src == TCH_SOURCE_SMC) return parse_error(s, "local search applies to policy batches, not to SMC particles");
       flags = TCH_MIXER_LOCAL_SEARCH;
     }
     if (m->n_tokens == TCHI_MIXER_MAX_TOKENS) return parse_error(s, "more than 64 tokens");
@@ -78,7 +90,7 @@ static tch_status parse_cycle(tch_mixer *m, const char *s)
   return TCH_OK;
 }
 
-static tch_status parse_random(tch_mixer *m, const char *all, const char *s)
+static tch_status parse_random(tch_mixer *m, const char *all, const char *s, int allow_smc)
 {
   m->random = 1;
   const char *p = s;
@@ -86,7 +98,9 @@ static tch_status parse_random(tch_mixer *m, const char *all, const char *s)
     const char *eq = strchr(p, '=');
     if (!eq) return parse_error(all, "random: entries are source=weight");
     int src = source_of(p, (size_t)(eq - p));
-    if (src < 0) return parse_error(all, "unknown source (use student, teacher or buffer)");
+    if (src < 0) return parse_error(all, "unknown source (use student, teacher, buffer or smc)");
+    tch_status st = check_smc(all, src, allow_smc);
+    if (st != TCH_OK) return st;
     char *end;
     double w = strtod(eq + 1, &end);
     if (end == eq + 1 || !(w >= 0.0) || !isfinite(w) || (*end && *end != ','))
@@ -95,14 +109,22 @@ static tch_status parse_random(tch_mixer *m, const char *all, const char *s)
     if (!*end) break;
     p = end + 1;
   }
-  double total = m->weight[0] + m->weight[1] + m->weight[2];
+  double total = m->weight[0] + m->weight[1] + m->weight[2] + m->weight[3];
   if (!(total > 0.0)) return parse_error(all, "the weights sum to 0");
-  snprintf(m->text, sizeof m->text, "random:student=%.17g,teacher=%.17g,buffer=%.17g",
-           m->weight[0], m->weight[1], m->weight[2]);
+  int k = snprintf(m->text, sizeof m->text, "random:student=%.17g,teacher=%.17g,buffer=%.17g",
+                   m->weight[0], m->weight[1], m->weight[2]);
+  /* smc only when used, so the schedules of the first three sources read as before */
+  if (m->weight[TCH_SOURCE_SMC] > 0.0 && k > 0 && (size_t)k < sizeof m->text)
+    snprintf(m->text + k, sizeof m->text - (size_t)k, ",smc=%.17g", m->weight[TCH_SOURCE_SMC]);
   return TCH_OK;
 }
 
 tch_status tchi_mixer_create(const char *schedule, tch_mixer **out)
+{
+  return tchi_mixer_create_ex(schedule, 0, out);
+}
+
+tch_status tchi_mixer_create_ex(const char *schedule, int allow_smc, tch_mixer **out)
 {
   *out = NULL;
   tch_mixer *m = tchi_calloc(1, sizeof *m);
@@ -121,8 +143,8 @@ tch_status tchi_mixer_create(const char *schedule, tch_mixer **out)
       buf[k++] = *p;
     }
   buf[k] = '\0';
-  tch_status s = strncmp(buf, "random:", 7) == 0 ? parse_random(m, schedule, buf + 7)
-                                                 : parse_cycle(m, buf);
+  tch_status s = strncmp(buf, "random:", 7) == 0 ? parse_random(m, schedule, buf + 7, allow_smc)
+                                                 : parse_cycle(m, buf, allow_smc);
   if (s) {
     tchi_free(m);
     return s;
@@ -137,6 +159,7 @@ void tchi_mixer_release(tch_mixer *m)
   tch_policy_free(m->policy[0]);
   tch_policy_free(m->policy[1]);
   tch_buffer_free(m->buffer);
+  if (m->smc) m->smc_release(m->smc);
   tchi_free(m);
 }
 
@@ -151,10 +174,11 @@ void tchi_mixer_source(const tch_mixer *m, uint64_t seed, uint64_t step, tch_sou
   }
   tchi_rng rng;
   tchi_rng_seed(&rng, seed, tchi_stream_id(TCHI_STREAM_MIXER, step));
-  double total = m->weight[0] + m->weight[1] + m->weight[2];
+  /* With no smc weight the draw is the three-source one, bit for bit. */
+  double total = m->weight[0] + m->weight[1] + m->weight[2] + m->weight[3];
   double u = tchi_rng_uniform(&rng) * total;
   int s = 0;
-  while (s < 2 && (u >= m->weight[s] || m->weight[s] == 0.0)) {
+  while (s < TCHI_MIXER_SOURCES - 1 && (u >= m->weight[s] || m->weight[s] == 0.0)) {
     u -= m->weight[s];
     s++;
   }

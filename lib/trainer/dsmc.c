@@ -15,6 +15,18 @@
  *            fresh backward trajectories, the loss on the stored log R;
  *            smc: one SMC sweep, backward trajectories of its final particles;
  *            tb_buffer: N buffer draws and backward trajectories.
+ *   Teacher iterations (teacher.enabled, smc.teacher_every = k): replay iterations q = 0, k,
+ *            2k, ... (counted from 0) draw B trajectories from the Teacher instead (no SMC
+ *            sweep, no buffer draw); the Student trains on fresh backward trajectories of
+ *            their terminals, which then join the buffer with log w = log R + log p_B -
+ *            log p_0 - log q_T under the Teacher's own q (spec §12).
+ * The Teacher is a second OU-DDS PIS net (dtrainer.c's d->teacher) trained every iteration,
+ * on whatever batch the Student trained on, as diffusion/train.py's train_step_adv: reward
+ * log(1.001 + w delta^2 / 2) from the Student's pre-update TB residuals, only on samples
+ * above the fixed threshold, its own Adam (teacher.lr), clip and the same LR schedule; the
+ * pieces are dtrainer.c's tchi_dteacher_*.
+ * smc.init_log_z elbo / iw_elbo: at step 0, before the prefill, B on-policy trajectories set
+ * the Student's log Z to the mean / log-mean-exp of their log-IWs (TORCH init_log_Z).
  * Losses: TB + chunked SubTB (smc.loss) for the SMC methods, plain TB (one chunk, no flow)
  * for the TB methods. One Adam step per iteration over the policy, log Z, the flow and beta,
  * after a global-norm clip over all of them jointly; every learning rate x smc.lr_decay at
@@ -22,8 +34,9 @@
  *
  * Energy evaluations (reward_calls) are counted exactly: N per on-policy batch (terminals),
  * N K per SMC sweep (every chunk end), and N (K-1) per loss of the SMC methods (log R at the
- * interior chunk boundaries of the partial-energy twists). The Langevin gradient of a
- * Langevin net is not counted.
+ * interior chunk boundaries of the partial-energy twists), N per Teacher batch, N per
+ * smc.init_log_z batch and diffusion.threshold_samples once for the Teacher's threshold. The
+ * Langevin gradient of a Langevin net is not counted.
  *
  * A step either completes or leaves the trainer unchanged: gradients and workspaces are
  * scratch, buffer insertions that a later failure of the same step could strand are undone
@@ -61,6 +74,17 @@ static int uses_buffer(tchi_smc_method m)
   return m == TCHI_SMC_METHOD_SMC_BUFFER || m == TCHI_SMC_METHOD_TB_BUFFER;
 }
 
+/* smc.init_log_z */
+enum { INIT_LOG_Z_FLOAT = 0, INIT_LOG_Z_ELBO = 1, INIT_LOG_Z_IW_ELBO = 2 };
+static const char *const init_log_z_names[] = {"float", "elbo", "iw_elbo"};
+
+static int init_log_z_of(const char *name)
+{
+  for (int i = 0; i < 3; i++)
+    if (strcmp(name, init_log_z_names[i]) == 0) return i;
+  return -1;
+}
+
 double tchi_dsmc_default_init_std(const tch_env *env)
 {
   /* spec §9.1: GMM40 sigma 20 (2-D, 5-D), 40 with the 50-D setting; funnel and many-well 1 */
@@ -94,7 +118,6 @@ tch_status tchi_dsmc_configure(const tch_config *orig, tch_config *c, const tch_
                                tchi_dnet_spec *spec)
 {
   static const char *const off[][2] = {
-    {"teacher.enabled", "Reinforced SMC has no Teacher (smc.enabled excludes it)"},
     {"buffer.enabled", "Reinforced SMC keeps its own IW buffer (smc.method *_buffer, smc.buffer_*)"},
     {"local_search.enabled", "Reinforced SMC has no MALA local search"},
     {"diffusion.exploratory", "Reinforced SMC samples on-policy without extra exploration noise"},
@@ -116,6 +139,28 @@ tch_status tchi_dsmc_configure(const tch_config *orig, tch_config *c, const tch_
   }
   const int method = method_of(tchi_cfg_string(c, "smc.method"));
   if (method < 0) return reject("smc.method", "unknown method");
+  if (tchi_cfg_int(c, "smc.mala_steps") > 0 && !tchi_env_has_grad(env))
+    return reject("smc.mala_steps", "MALA rejuvenation needs the log density's gradient "
+                  "(TCH_ENERGY_HAS_GRAD)");
+  /* The Teacher: a schedule for its batches, and replay iterations to put them in. */
+  const int teacher = tchi_cfg_bool(c, "teacher.enabled");
+  const int64_t every = tchi_cfg_int(c, "smc.teacher_every");
+  if (teacher && every == 0)
+    return reject("teacher.enabled", "with smc.enabled the Teacher needs smc.teacher_every >= 1 "
+                  "(every k-th replay iteration takes its batch from the Teacher)");
+  if (!teacher && every != 0)
+    return reject("smc.teacher_every", "needs teacher.enabled (the Teacher whose batches it schedules)");
+  if (teacher && method == TCHI_SMC_METHOD_TB)
+    return reject("smc.method", "tb has no replay iterations for the Teacher's batches (every iteration "
+                  "is on-policy): use smc_buffer, smc or tb_buffer with teacher.enabled");
+  if (teacher && tchi_cfg_int(c, "diffusion.adv_freq") != 2)
+    return reject("diffusion.adv_freq", "with smc.enabled the Teacher's batches follow smc.teacher_every");
+  if (init_log_z_of(tchi_cfg_string(c, "smc.init_log_z")) < 0)
+    return reject("smc.init_log_z", "expected float, elbo or iw_elbo");
+  if (init_log_z_of(tchi_cfg_string(c, "smc.init_log_z")) != INIT_LOG_Z_FLOAT &&
+      tchi_cfg_double(c, "student.logz_init") != 0.0)
+    return reject("student.logz_init", "smc.init_log_z elbo / iw_elbo sets the Student's log Z from "
+                  "its first batch (leave student.logz_init 0, or use smc.init_log_z float)");
   const uint32_t T = env->diffusion_steps;
   const int64_t K = tchi_cfg_int(c, "smc.n_chunks");
   if (uses_smc((tchi_smc_method)method) && (K < 1 || T % (uint64_t)K != 0))
@@ -169,6 +214,10 @@ tch_status tchi_dsmc_create(tch_trainer *t)
   tchi_smc_sampler_init(&m->sampler);
   tchi_smc_loss_ws_init(&m->lws);
   m->last_tb = m->last_subtb = m->last_log_z_hat = m->last_resamples = m->last_ess = NAN;
+  m->last_mala_accept = NAN;
+  m->last_teacher_log_iw = m->last_teacher_log_z_hat = NAN;
+  m->teacher_every = (uint64_t)tchi_cfg_int(c, "smc.teacher_every");
+  m->init_log_z = init_log_z_of(tchi_cfg_string(c, "smc.init_log_z"));
   m->method = (tchi_smc_method)method_of(tchi_cfg_string(c, "smc.method"));
   m->replay_ratio = (uint64_t)tchi_cfg_int(c, "smc.replay_ratio");
   m->prefill_batches = (size_t)tchi_cfg_int(c, "smc.prefill_batches");
@@ -185,6 +234,8 @@ tch_status tchi_dsmc_create(tch_trainer *t)
   tchi_resampler rs;
   if ((s = tchi_resampler_from_name(tchi_cfg_string(c, "smc.resampler"), &rs))) return s;
   m->sp.resampler = rs;
+  m->sp.mala_steps = uses_smc(m->method) ? (uint32_t)tchi_cfg_int(c, "smc.mala_steps") : 0;
+  m->sp.mala_step = tchi_cfg_double(c, "smc.mala_step");
 
   tchi_smc_loss_params_default(&m->lp, K);
   if ((s = tchi_smc_loss_type_from_name(tchi_cfg_string(c, "smc.loss"), &m->lp.type))) return s;
@@ -268,7 +319,7 @@ static void undo_begin(tchi_dsmc *m)
  * writes slots head, head+1, ... (mod capacity), and only those below the step's starting
  * size held entries before the step. */
 static tch_status buffer_insert(tchi_dsmc *m, size_t n, const double *x, const double *log_r,
-                                const double *log_iw, const double *loss)
+                                const double *log_iw, const double *loss, size_t *added)
 {
   tchi_iwbuf *b = m->buf;
   const size_t cap = b->prm.capacity, D = b->prm.dim;
@@ -283,7 +334,7 @@ static tch_status buffer_insert(tchi_dsmc *m, size_t n, const double *x, const d
       tchi_iwbuf_get(b, slot, m->u_x + q * D, m->u_log_r + q, m->u_log_iw + q, m->u_prio + q);
     }
   }
-  return tchi_iwbuf_add(b, n, x, log_r, log_iw, loss, NULL);
+  return tchi_iwbuf_add(b, n, x, log_r, log_iw, loss, added);
 }
 
 static void undo_restore(tchi_dsmc *m)
@@ -311,9 +362,40 @@ static void undo_restore(tchi_dsmc *m)
 typedef struct step_out {
   uint64_t calls, sweeps;
   int sweep_done;
-  double log_z_hat, resamples, ess;
+  double log_z_hat, resamples, ess, mala_accept;
   tchi_smc_loss_result loss;
+  /* smc.init_log_z at step 0: the Student's log Z before it was set, restored on failure */
+  int log_z_set;
+  double old_log_z;
+  /* the Teacher: threshold in use, its gradient's batch size and results, and the Teacher
+   * batch of a Teacher iteration (mean and log-mean-exp of its log-IWs, entries the buffer
+   * kept) */
+  double thr;
+  size_t kept;
+  double tloss, tnorm;
+  int teacher_batch;
+  double t_log_iw, t_log_z_hat;
+  size_t t_added;
 } step_out;
+
+/* What an iteration trains the Student on. */
+typedef enum iter_kind { ITER_ON_POLICY, ITER_REPLAY, ITER_TEACHER } iter_kind;
+
+static iter_kind iteration_kind(const tchi_dsmc *m, uint64_t it)
+{
+  const uint64_t r1 = m->replay_ratio + 1;
+  if (m->method == TCHI_SMC_METHOD_TB || it % r1 == 0) return ITER_ON_POLICY;
+  /* replay iterations before this one: it - (on-policy iterations 0, r+1, ... up to it) */
+  const uint64_t q = it - it / r1 - 1;
+  return m->teacher_every && q % m->teacher_every == 0 ? ITER_TEACHER : ITER_REPLAY;
+}
+
+static double mean_of(size_t n, const double *v)
+{
+  double sum = 0.0;
+  for (size_t i = 0; i < n; i++) sum += v[i];
+  return sum / (double)n;
+}
 
 static void note_sweep(const tchi_smc_sampler *sm, step_out *o)
 {
@@ -323,6 +405,8 @@ static void note_sweep(const tchi_smc_sampler *sm, step_out *o)
   o->log_z_hat = sm->log_z;
   o->resamples = (double)sm->n_resamples;
   o->ess = tchi_smc_ess_normalised(sm->n, sm->log_w, 1.0);
+  o->mala_accept = sm->mala_proposals ? (double)sm->mala_accepted / (double)sm->mala_proposals
+                                      : NAN;
 }
 
 /* n on-policy trajectories into d->traj, their terminals into m->x, log R into m->log_r and
@@ -355,6 +439,65 @@ static tch_status loss_on_batch(tch_trainer *t, int grad, step_out *o)
   return TCH_OK;
 }
 
+/* smc.init_log_z elbo / iw_elbo (spec §7; TORCH initialize_log_Z): B on-policy trajectories
+ * of the initial Student on their own stream set its log Z to the mean / log-mean-exp of
+ * their log-IWs. They do not enter the buffer (TORCH's extra batch for SMC methods does). */
+static tch_status init_log_z(tch_trainer *t, step_out *o)
+{
+  tchi_dtrainer *d = t->diff;
+  tchi_dsmc *m = d->smc;
+  const size_t B = t->batch;
+  tchi_rng rng;
+  tchi_dseed(&rng, t, TCHI_STREAM_STUDENT, TCHI_DSUB_INIT_LOG_Z, 0);
+  tch_status s = on_policy_batch(t, &rng, o);
+  if (s) return tchi_fail_prefix(s, "smc.init_log_z batch: ");
+  const double v = m->init_log_z == INIT_LOG_Z_ELBO ? mean_of(B, m->log_iw)
+                                                     : tchi_smc_log_mean_exp(B, m->log_iw);
+  if (!isfinite(v))
+    return tchi_fail(TCH_E_NUMERIC, "smc.init_log_z %s: the first batch gives log Z = %g",
+                     init_log_z_names[m->init_log_z], v);
+  o->log_z_set = 1;
+  o->old_log_z = d->student.net->log_z;
+  d->student.net->log_z = v;
+  return TCH_OK;
+}
+
+/* A Teacher iteration's batch: B Teacher trajectories (no exploration) into d->ttraj, their
+ * terminals into m->x, log R into m->log_r and log w = log R + log p_B - log p_0 - log q_T
+ * into m->log_iw: the single-trajectory log-IW under the Teacher's own q (traj.c folds
+ * log p_0 into log_pf), so that its samples share the buffer's scale (spec §12). */
+static tch_status teacher_batch(tch_trainer *t, uint64_t it, step_out *o)
+{
+  tchi_dtrainer *d = t->diff;
+  tchi_dsmc *m = d->smc;
+  const size_t B = t->batch;
+  tchi_rng rng;
+  tchi_dseed(&rng, t, TCHI_STREAM_TEACHER, TCHI_DSUB_MAIN, it);
+  tch_status s = tchi_dsample_forward(d->teacher.net, &d->rw, &rng, B, 0.0, &d->ttraj);
+  if (s) return tchi_fail_prefix(s, "Teacher batch: ");
+  tchi_dtraj_terminals(&d->ttraj, m->x);
+  if ((s = tchi_env_log_density(t->env, B, m->x, m->log_r, NULL)))
+    return tchi_fail_prefix(s, "Teacher batch: ");
+  o->calls += B;
+  for (size_t i = 0; i < B; i++) m->log_iw[i] = m->log_r[i] + d->ttraj.log_pb[i] - d->ttraj.log_pf[i];
+  o->teacher_batch = 1;
+  o->t_log_iw = mean_of(B, m->log_iw);
+  o->t_log_z_hat = tchi_smc_log_mean_exp(B, m->log_iw);
+  return TCH_OK;
+}
+
+/* The Teacher's gradient on the Student's batch: terminals x, log R m->log_r and the
+ * Student's pre-update TB residuals m->res (the loss's sign: log Z + log P_F - log P_B -
+ * log R, so delta = -res). */
+static tch_status teacher_on_batch(tch_trainer *t, uint64_t it, const double *x, step_out *o)
+{
+  tchi_dtrainer *d = t->diff;
+  tchi_dsmc *m = d->smc;
+  const size_t n = d->traj.n;
+  for (size_t i = 0; i < n; i++) d->adv[i] = tchi_dteacher_adv(d, -m->res[i], m->log_r[i], o->thr);
+  return tchi_dteacher_grad(t, it, n, x, m->log_r, d->adv, o->thr, &o->kept, &o->tloss, &o->tnorm);
+}
+
 /* Per-sample TB losses for the loss priority (squared residuals). */
 static const double *sample_losses(tchi_dsmc *m, size_t n)
 {
@@ -377,7 +520,8 @@ static tch_status prefill(tch_trainer *t, step_out *o)
       if ((s = tchi_smc_run(d->student.net, m->flow, t->env, &m->sp, &rng, &m->sampler)))
         return tchi_fail_prefix(s, "SMC prefill sweep %zu: ", b);
       note_sweep(&m->sampler, o);
-      if ((s = buffer_insert(m, B, m->sampler.x, m->sampler.log_r, m->sampler.log_w, NULL))) return s;
+      if ((s = buffer_insert(m, B, m->sampler.x, m->sampler.log_r, m->sampler.log_w, NULL, NULL)))
+        return s;
     } else {
       tchi_dseed(&rng, t, TCHI_STREAM_STUDENT, TCHI_DSUB_PREFILL, b);
       if ((s = on_policy_batch(t, &rng, o))) return tchi_fail_prefix(s, "SMC prefill batch %zu: ", b);
@@ -388,7 +532,7 @@ static tch_status prefill(tch_trainer *t, step_out *o)
         o->calls += tmp.calls;
         loss = sample_losses(m, B);
       }
-      if ((s = buffer_insert(m, B, m->x, m->log_r, m->log_iw, loss))) return s;
+      if ((s = buffer_insert(m, B, m->x, m->log_r, m->log_iw, loss, NULL))) return s;
     }
   }
   return TCH_OK;
@@ -419,7 +563,7 @@ static tch_status clip_joint(tchi_dtrainer *d, uint64_t it, double *norm)
   return TCH_OK;
 }
 
-static tch_status smc_step(tch_trainer *t, step_out *o, int *replay)
+static tch_status smc_step(tch_trainer *t, step_out *o, iter_kind *kind)
 {
   tchi_dtrainer *d = t->diff;
   tchi_dsmc *m = d->smc;
@@ -430,23 +574,28 @@ static tch_status smc_step(tch_trainer *t, step_out *o, int *replay)
   tchi_rng rng;
 
   if (m->buf) undo_begin(m);
+  if (it == 0 && m->init_log_z != INIT_LOG_Z_FLOAT && (s = init_log_z(t, o))) return s;
+  o->thr = d->threshold;
+  if (d->teacher.net && !d->threshold_set && (s = tchi_dteacher_threshold(t, &o->thr, &o->calls)))
+    return tchi_fail_prefix(s, "Teacher threshold: ");
   if (m->buf && !m->prefilled && (s = prefill(t, o))) return s;
 
   tchi_dnet_zero_grad(S->net);
   if (m->flow) tchi_dflow_zero_grad(m->flow);
-  const int on_policy = m->method == TCHI_SMC_METHOD_TB || it % (m->replay_ratio + 1) == 0;
-  *replay = !on_policy;
-  if (on_policy) {
+  *kind = iteration_kind(m, it);
+  const double *src = m->x;   /* the terminals the Student trains on */
+  if (*kind == ITER_ON_POLICY) {
     tchi_dseed(&rng, t, TCHI_STREAM_STUDENT, TCHI_DSUB_MAIN, it);
     if ((s = on_policy_batch(t, &rng, o)) || (s = loss_on_batch(t, 1, o))) return s;
   } else {
-    const double *src = m->x;
-    if (uses_smc(m->method)) {
+    if (*kind == ITER_TEACHER) {
+      if ((s = teacher_batch(t, it, o))) return s;
+    } else if (uses_smc(m->method)) {
       tchi_dseed(&rng, t, TCHI_STREAM_SMC, TCHI_DSUB_MAIN, it);
       if ((s = tchi_smc_run(S->net, m->flow, t->env, &m->sp, &rng, &m->sampler))) return s;
       note_sweep(&m->sampler, o);
       if (m->buf) {
-        if ((s = buffer_insert(m, B, m->sampler.x, m->sampler.log_r, m->sampler.log_w, NULL)))
+        if ((s = buffer_insert(m, B, m->sampler.x, m->sampler.log_r, m->sampler.log_w, NULL, NULL)))
           return s;
       } else {
         /* smc: the final particles themselves, weights ignored (nobuffer trainer) */
@@ -454,7 +603,7 @@ static tch_status smc_step(tch_trainer *t, step_out *o, int *replay)
         memcpy(m->log_r, m->sampler.log_r, B * sizeof(double));
       }
     }
-    if (m->buf) {
+    if (*kind == ITER_REPLAY && m->buf) {
       tchi_dseed(&rng, t, TCHI_STREAM_BUFFER, TCHI_DSUB_MAIN, it);
       if ((s = tchi_iwbuf_sample(m->buf, &rng, B, m->x, m->log_r, NULL, NULL))) return s;
     }
@@ -463,11 +612,15 @@ static tch_status smc_step(tch_trainer *t, step_out *o, int *replay)
         (s = loss_on_batch(t, 1, o)))
       return s;
   }
+  /* the Teacher trains on every Student batch, from the Student's pre-update residuals */
+  if (d->teacher.net && (s = teacher_on_batch(t, it, src, o))) return s;
   double norm;
   if ((s = clip_joint(d, it, &norm))) return s;
-  /* the on-policy terminals join the buffer, weighted by the pre-update policy */
-  if (on_policy && m->buf &&
-      (s = buffer_insert(m, B, m->x, m->log_r, m->log_iw, sample_losses(m, B))))
+  /* on-policy terminals join the buffer weighted by the pre-update policy, Teacher samples
+   * by the Teacher that drew them */
+  if (*kind != ITER_REPLAY && m->buf &&
+      (s = buffer_insert(m, B, m->x, m->log_r, m->log_iw, sample_losses(m, B),
+                         *kind == ITER_TEACHER ? &o->t_added : NULL)))
     return s;
 
   /* commit: nothing below fails */
@@ -478,6 +631,7 @@ static tch_status smc_step(tch_trainer *t, step_out *o, int *replay)
     for (size_t g = 0; g < m->flow_opt.n_groups; g++) m->flow_opt.grp[g].lr = m->flow_base_lr[g] * f;
     tchi_adam_step(&m->flow_opt);
   }
+  if (d->teacher.net) tchi_dteacher_commit(t, it, o->kept, o->tloss, o->tnorm);
   S->last_loss = o->loss.loss;
   S->last_grad_norm = norm;
   return TCH_OK;
@@ -485,14 +639,16 @@ static tch_status smc_step(tch_trainer *t, step_out *o, int *replay)
 
 tch_status tchi_dsmc_one_step(tch_trainer *t)
 {
-  tchi_dsmc *m = t->diff->smc;
+  tchi_dtrainer *d = t->diff;
+  tchi_dsmc *m = d->smc;
   step_out o;
   memset(&o, 0, sizeof o);
-  int replay = 0;
+  iter_kind kind = ITER_ON_POLICY;
   m->u_taken = 0;
-  tch_status s = smc_step(t, &o, &replay);
+  tch_status s = smc_step(t, &o, &kind);
   if (s) {
     if (m->buf) undo_restore(m);
+    if (o.log_z_set) d->student.net->log_z = o.old_log_z;
     return s;
   }
   m->u_taken = 0;
@@ -501,13 +657,29 @@ tch_status tchi_dsmc_one_step(tch_trainer *t)
   if (o.sweep_done) {
     m->last_log_z_hat = o.log_z_hat;
     m->last_resamples = o.resamples;
+    m->last_mala_accept = o.mala_accept;
     m->last_ess = o.ess;
   }
   m->last_tb = o.loss.tb;
   m->last_subtb = uses_smc(m->method) ? o.loss.subtb : NAN;
+  if (d->teacher.net) {
+    d->threshold = o.thr;
+    d->threshold_set = 1;
+  }
+  if (o.teacher_batch) {
+    m->teacher_batches++;
+    m->last_teacher_log_iw = o.t_log_iw;
+    m->last_teacher_log_z_hat = o.t_log_z_hat;
+    if (m->buf) {
+      /* a batch the buffer dropped entirely (log R at or below its floor) */
+      d->last_teacher_added = (double)o.t_added;
+      if (o.t_added == 0) d->skipped_teacher_batch++;
+    }
+  }
   t->reward_calls += o.calls;
   t->grad_steps++;
-  t->last_source = replay ? (int)TCH_SOURCE_BUFFER : (int)TCH_SOURCE_STUDENT;
+  t->last_source = kind == ITER_ON_POLICY ? (int)TCH_SOURCE_STUDENT
+                   : kind == ITER_TEACHER ? (int)TCH_SOURCE_TEACHER : (int)TCH_SOURCE_BUFFER;
   t->step++;
   return TCH_OK;
 }
@@ -527,11 +699,15 @@ int tchi_dsmc_metric(const tch_trainer *t, const char *name, double *out)
   else if (!strcmp(k, "loss.subtb")) *out = m ? m->last_subtb : NAN;
   else if (!strcmp(k, "log_z_hat")) *out = m ? m->last_log_z_hat : NAN;
   else if (!strcmp(k, "resamples")) *out = m ? m->last_resamples : NAN;
+  else if (!strcmp(k, "mala_accept")) *out = m ? m->last_mala_accept : NAN;
   else if (!strcmp(k, "ess")) *out = m ? m->last_ess : NAN;
   else if (!strcmp(k, "sweeps")) *out = m ? (double)m->sweeps : NAN;
   else if (!strcmp(k, "buffer.ess")) *out = m && m->buf && m->buf->n ? m->buf->last_ess : NAN;
   else if (!strcmp(k, "buffer.temperature"))
     *out = m && m->buf && m->buf->n ? m->buf->last_temperature : NAN;
+  else if (!strcmp(k, "teacher.batches")) *out = m && m->teacher_every ? (double)m->teacher_batches : NAN;
+  else if (!strcmp(k, "teacher.log_iw")) *out = m ? m->last_teacher_log_iw : NAN;
+  else if (!strcmp(k, "teacher.log_z_hat")) *out = m ? m->last_teacher_log_z_hat : NAN;
   else return 0;
   return 1;
 }

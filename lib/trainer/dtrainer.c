@@ -16,7 +16,9 @@
  * log R (the reference's unit mismatch, kept).
  *
  * The threshold is a quantile of log R of the initial Student's samples, computed at the
- * first step and never updated. Empty or degenerate batches, on which the reference
+ * first step and never updated. The Teacher's pieces (its reward, the threshold, its
+ * gradient and commit: tchi_dteacher_*) are shared with Reinforced SMC's loop (dsmc.c),
+ * whose Teacher (smc.teacher_every) trains the same way. Empty or degenerate batches, on which the reference
  * crashes or steps Adam on a zero gradient, are skipped and counted (skipped.* metrics).
  *
  * A step either completes or leaves the trainer as it was: everything that can fail runs
@@ -289,6 +291,9 @@ tch_status tchi_dtrainer_create(tch_env *env, const tch_config *c, tch_trainer *
    * weight decay and clipped jointly with the flow by dsmc.c. */
   const int smc_on = tchi_cfg_bool(cf, "smc.enabled");
   if (smc_on && (s = tchi_dsmc_configure(c, t->cfg, env, &spec))) goto fail;
+  /* dsmc.c runs its own schedule and IW buffer; a Teacher there (smc.teacher_every) is the
+   * same second net, trained by the functions below, without the tch_buffer of TEACHER mode */
+  if (smc_on) d->mode = TCHI_DMODE_ON_POLICY;
   const double wd = smc_on ? 0.0 : tchi_cfg_double(cf, "student.weight_decay");
   tchi_rng rng;
   tchi_rng_seed(&rng, t->seed, tchi_stream_id(TCHI_STREAM_INIT, 0));
@@ -383,7 +388,7 @@ static void set_lrs(tchi_dlearner *l, double factor)
 
 /* adv = log(1.001 + w L), L = delta^2 / 2, w = 1 + C if delta > 0 else 1; w L replaced by
  * 1e-12 when log R < threshold (fwd_tb / bwd_tb). */
-static double teacher_adv(const tchi_dtrainer *d, double delta, double log_r, double thr)
+double tchi_dteacher_adv(const tchi_dtrainer *d, double delta, double log_r, double thr)
 {
   double loss = 0.5 * delta * delta;
   double wl = log_r < thr ? DIFF_ADV_BELOW : delta > 0.0 ? (1.0 + d->C) * loss : loss;
@@ -428,7 +433,7 @@ static double quantile(double *v, size_t n, double q)
 }
 
 /* The fixed threshold: quantile of log R of threshold_n initial Student samples. */
-static tch_status compute_threshold(tch_trainer *t, double *thr, uint64_t *calls)
+tch_status tchi_dteacher_threshold(tch_trainer *t, double *thr, uint64_t *calls)
 {
   tchi_dtrainer *d = t->diff;
   size_t n = d->threshold_n;
@@ -524,7 +529,7 @@ static tch_status teacher_samples(tch_trainer *t, uint64_t it, double thr, uint6
                          0, d->tdelta, NULL)))
     return s;
   for (size_t i = 0; i < k; i++) {
-    double adv = teacher_adv(d, d->tdelta[i], d->tlog_r[i], thr);
+    double adv = tchi_dteacher_adv(d, d->tdelta[i], d->tlog_r[i], thr);
     d->tadv[i] = priority_of(t, adv, d->tdelta[i], d->tlog_r[i]);
   }
   points_to_records(d->dim, k, d->tx, d->rec);
@@ -569,16 +574,18 @@ static tch_status local_search(tch_trainer *t, uint64_t it, uint64_t *calls)
 /* The Teacher's update (train_step_adv) on the Student batch's terminal samples above the
  * threshold: backward trajectories from its own P_B (the same bridge), log-reward
  * log(adv) + alpha_main log R. Sets *kept; 0 means no update. */
-static tch_status teacher_grad(tch_trainer *t, uint64_t it, size_t n, double thr, size_t *kept,
-                               double *loss, double *norm)
+tch_status tchi_dteacher_grad(tch_trainer *t, uint64_t it, size_t n, const double *x,
+                              const double *log_r, const double *adv, double thr, size_t *kept,
+                              double *loss, double *norm)
 {
   tchi_dtrainer *d = t->diff;
   const size_t D = d->dim;
   size_t k = 0;
+  *loss = *norm = NAN;
   for (size_t i = 0; i < n; i++) {
-    if (!(d->log_r[i] > thr)) continue;
-    memcpy(d->tx + k * D, d->x + i * D, D * sizeof(double));
-    d->tlrw[k++] = log(d->adv[i]) + d->alpha_main * d->log_r[i];
+    if (!(log_r[i] > thr)) continue;
+    memcpy(d->tx + k * D, x + i * D, D * sizeof(double));
+    d->tlrw[k++] = log(adv[i]) + d->alpha_main * log_r[i];
   }
   *kept = k;
   if (k == 0) return TCH_OK;
@@ -594,6 +601,21 @@ static tch_status teacher_grad(tch_trainer *t, uint64_t it, size_t n, double thr
   return clip_and_norm(l, "Teacher", it, norm);
 }
 
+void tchi_dteacher_commit(tch_trainer *t, uint64_t it, size_t kept, double loss, double norm)
+{
+  tchi_dtrainer *d = t->diff;
+  tchi_dlearner *T = &d->teacher;
+  if (kept) {
+    set_lrs(T, lr_factor(d, it));
+    tchi_adam_step(&T->opt);
+  } else {
+    d->skipped_teacher_update++;
+  }
+  T->last_loss = loss;
+  T->last_grad_norm = norm;
+  d->last_kept = (double)kept;
+}
+
 /* ---- one step -------------------------------------------------------------------------------- */
 static tch_status dstep(tch_trainer *t)
 {
@@ -606,7 +628,7 @@ static tch_status dstep(tch_trainer *t)
   tchi_rng rng;
 
   double thr = d->threshold;
-  if (!d->threshold_set && (s = compute_threshold(t, &thr, &calls))) return s;
+  if (!d->threshold_set && (s = tchi_dteacher_threshold(t, &thr, &calls))) return s;
 
   /* The Student's batch: its own trajectories, or backward trajectories of a buffer batch. */
   const int fwd = d->mode == TCHI_DMODE_ON_POLICY || it % 2 == 0;
@@ -644,7 +666,7 @@ static tch_status dstep(tch_trainer *t)
         (s = clip_and_norm(S, "Student", it, &norm)))
       return s;
     for (size_t i = 0; i < n; i++) {
-      d->adv[i] = teacher_adv(d, d->delta[i], d->log_r[i], thr);
+      d->adv[i] = tchi_dteacher_adv(d, d->delta[i], d->log_r[i], thr);
       d->prio[i] = priority_of(t, d->adv[i], d->delta[i], d->log_r[i]);
     }
   }
@@ -669,7 +691,9 @@ static tch_status dstep(tch_trainer *t)
   size_t kept = 0;
   double tloss = NAN, tnorm = NAN;
   const int teacher = d->mode == TCHI_DMODE_TEACHER;
-  if (teacher && n && (s = teacher_grad(t, it, n, thr, &kept, &tloss, &tnorm))) return s;
+  if (teacher && n &&
+      (s = tchi_dteacher_grad(t, it, n, d->x, d->log_r, d->adv, thr, &kept, &tloss, &tnorm)))
+    return s;
 
   /* Commit: insertions first (each all-or-nothing; a snapshot covers a second one), then
    * what cannot fail. */
@@ -704,16 +728,7 @@ static tch_status dstep(tch_trainer *t)
   S->last_loss = loss;
   S->last_grad_norm = norm;
   if (teacher) {
-    tchi_dlearner *T = &d->teacher;
-    if (kept) {
-      set_lrs(T, f);
-      tchi_adam_step(&T->opt);
-    } else {
-      d->skipped_teacher_update++;
-    }
-    T->last_loss = tloss;
-    T->last_grad_norm = tnorm;
-    d->last_kept = (double)kept;
+    tchi_dteacher_commit(t, it, kept, tloss, tnorm);
     if (t_sampled) {
       d->last_teacher_added = (double)t_added;
       if (t_added == 0) d->skipped_teacher_batch++;
@@ -869,6 +884,12 @@ static const char *const dmetric_names[] = {
    * resampling events and output ESS_n, sweeps so far, the IW buffer's last draw */
   "smc.loss.tb", "smc.loss.subtb", "smc.log_z_hat", "smc.resamples", "smc.ess", "smc.sweeps",
   "smc.buffer.ess", "smc.buffer.temperature",
+  /* its Teacher (smc.teacher_every; NaN otherwise): Teacher batches so far, mean and
+   * log-mean-exp of the last Teacher batch's log-IWs under the Teacher's own q */
+  "smc.teacher.batches", "smc.teacher.log_iw", "smc.teacher.log_z_hat",
+  /* MALA rejuvenation inside the sweeps (smc.mala_steps > 0; NaN otherwise): acceptance rate
+   * of the last sweep */
+  "smc.mala_accept",
 };
 #define N_DMETRICS (sizeof dmetric_names / sizeof dmetric_names[0])
 

@@ -16,6 +16,7 @@
 #include "diffusion/diffusion.h"
 #include "envs/env.h"
 #include "smc/smc.h"
+#include "teacher/behaviour.h"
 #include "teacher.h"
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
@@ -865,6 +866,235 @@ START_TEST(smc_allocation_failures)
 }
 END_TEST
 
+/* ---- MALA settings through tch_smc, and tch_smc as a mixer source ------------------------------ */
+
+#define MX_T 16
+#define MX_N 32
+
+static tch_trainer *tiny_trainer(tch_env *e, int rsmc, const char *mala_steps)
+{
+  const char *kv[] = {"seed", "3", "nn.hidden_dim", "32", "train.batch_size", "32",
+                      "train.steps", "40", "smc.enabled", rsmc ? "true" : "false",
+                      "smc.n_chunks", "4", "smc.prefill_batches", "2", "smc.buffer_batches", "4",
+                      "smc.flow_hidden", "16", "smc.init_std", "20", "smc.replay_ratio", "1",
+                      "smc.mala_steps", mala_steps, NULL};
+  tch_config *c;
+  ck_assert_int_eq(tch_config_create(&c), TCH_OK);
+  for (const char **k = kv; *k; k += 2) {
+    if (!rsmc && strncmp(k[0], "smc.", 4) == 0 && strcmp(k[0], "smc.mala_steps") != 0 &&
+        strcmp(k[0], "smc.n_chunks") != 0)
+      continue;
+    ck_assert_int_eq(tch_config_set_from_string(c, k[0], k[1]), TCH_OK);
+  }
+  tch_trainer *t = NULL;
+  tch_status st = tch_trainer_create(e, c, &t);
+  ck_assert_msg(st == TCH_OK, "%s", tch_last_error());
+  tch_config_free(c);
+  return t;
+}
+
+static tch_env *tiny_gmm40(void)
+{
+  tch_config *c;
+  tch_env *e;
+  ck_assert_int_eq(tch_config_create(&c), TCH_OK);
+  ck_assert_int_eq(tch_config_set_int(c, "env.diffusion.steps", MX_T), TCH_OK);
+  ck_assert_int_eq(tch_env_create_gmm40(2, c, &e), TCH_OK);
+  tch_config_free(c);
+  return e;
+}
+
+static double smc_value(const tch_smc *s, const char *name)
+{
+  double v;
+  ck_assert_int_eq(tch_smc_metric(s, name, &v), TCH_OK);
+  return v;
+}
+
+START_TEST(smc_handle_mala_settings)
+{
+  /* MALA settings resolve from the descriptor or the config; a version-1 descriptor (40
+   * bytes, garbage after it) never reads the new fields; moves without a gradient are
+   * TCH_E_CONFIG at creation; a run with moves counts them. */
+  tch_env *e = tiny_gmm40();
+  tch_trainer *t = tiny_trainer(e, 1, "2");
+  tch_smc *s = NULL;
+  tch_smc_desc d;
+  memset(&d, 0xab, sizeof d);   /* what lies beyond an old descriptor */
+  d.struct_size = (uint32_t)offsetof(tch_smc_desc, mala_step);
+  ck_assert_uint_eq(d.struct_size, 40);
+  d.n_particles = MX_N;
+  d.n_chunks = 4;
+  d.resampler = TCH_SMC_RESAMPLER_CONFIG;
+  d.resample_threshold = 0.0;
+  d.target_ess = 0.0;
+  d.unbiased = 0;
+  ck_assert_int_eq(tch_smc_create(t, &d, &s), TCH_OK);
+  ck_assert(smc_value(s, "mala_steps") == 2.0);        /* smc.mala_steps */
+  ck_assert(smc_value(s, "mala_step") == TCHI_SMC_MALA_STEP);
+  ck_assert(isnan(smc_value(s, "mala_accept")));
+  double *x = malloc(MX_N * 2 * sizeof *x), lw[MX_N], lz;
+  ck_assert_int_eq(tch_smc_run(s, 1, MX_N, x, lw, &lz), TCH_OK);
+  ck_assert(smc_value(s, "energy_evals") == MX_N * 4 * 3);
+  double acc = smc_value(s, "mala_accept");
+  ck_assert_msg(acc > 0 && acc <= 1, "acceptance %g", acc);
+  tch_smc_free(s);
+  tch_smc_desc_init(&d);
+  d.n_particles = MX_N;
+  d.mala_steps = -1;
+  ck_assert_int_eq(tch_smc_create(t, &d, &s), TCH_OK);
+  ck_assert(smc_value(s, "mala_steps") == 0.0);
+  ck_assert_int_eq(tch_smc_run(s, 1, MX_N, x, lw, &lz), TCH_OK);
+  ck_assert(smc_value(s, "energy_evals") == MX_N * 4);
+  ck_assert(isnan(smc_value(s, "mala_accept")));
+  tch_smc_free(s);
+  d.mala_steps = 5;
+  d.mala_step = 0.01;
+  ck_assert_int_eq(tch_smc_create(t, &d, &s), TCH_OK);
+  ck_assert(smc_value(s, "mala_steps") == 5.0 && smc_value(s, "mala_step") == 0.01);
+  tch_smc_free(s);
+  d.mala_steps = -2;
+  ck_assert_int_eq(tch_smc_create(t, &d, &s), TCH_E_ARG);
+  d.mala_steps = 1;
+  d.mala_step = -0.1;
+  ck_assert_int_eq(tch_smc_create(t, &d, &s), TCH_E_ARG);
+  d.mala_step = NAN;
+  ck_assert_int_eq(tch_smc_create(t, &d, &s), TCH_E_ARG);
+  ck_assert_ptr_null(s);
+  tch_trainer_free(t);
+  tch_env_free(e);
+  /* a host energy without gradient: fine without moves, TCH_E_CONFIG with them */
+  gauss g = {0.0, 1.0, 0.0, 0, 0, 0};
+  tch_energy_desc ed;
+  tch_energy_desc_init(&ed);
+  ed.dim = 2;
+  ed.log_density = gauss_density;
+  ed.log_Z = 0.0;
+  ed.user = &g;
+  tch_config *c;
+  ck_assert_int_eq(tch_config_create(&c), TCH_OK);
+  ck_assert_int_eq(tch_config_set_int(c, "env.diffusion.steps", MX_T), TCH_OK);
+  ck_assert_int_eq(tch_env_create_energy(&ed, c, &e), TCH_OK);
+  tch_config_free(c);
+  t = tiny_trainer(e, 0, "0");
+  tch_smc_desc_init(&d);
+  ck_assert_int_eq(tch_smc_create(t, &d, &s), TCH_OK);
+  tch_smc_free(s);
+  d.mala_steps = 1;
+  ck_assert_int_eq(tch_smc_create(t, &d, &s), TCH_E_CONFIG);
+  ck_assert_msg(strstr(tch_last_error(), "TCH_ENERGY_HAS_GRAD") != NULL, "%s", tch_last_error());
+  ck_assert_ptr_null(s);
+  tch_trainer_free(t);
+  tch_env_free(e);
+  free(x);
+}
+END_TEST
+
+START_TEST(smc_as_a_mixer_source)
+{
+  /* Schedules: "smc" parses for standalone mixers (not with +ls), never for a trainer;
+   * random weights include it. Draws: only smc steps, from the attached sampler, for its
+   * env, deterministic in (seed, step), weights consistent with the sampler's log Z-hat. */
+  tch_mixer *m = NULL;
+  const char *text;
+  ck_assert_int_eq(tch_mixer_create("student, smc", &m), TCH_OK);
+  ck_assert_int_eq(tch_mixer_schedule(m, &text), TCH_OK);
+  ck_assert_str_eq(text, "student,smc");
+  tch_mixer_free(m);
+  ck_assert_int_eq(tch_mixer_create("smc+ls", &m), TCH_E_CONFIG);
+  ck_assert_ptr_null(m);
+  ck_assert_int_eq(tchi_mixer_create("student,smc", &m), TCH_E_CONFIG);
+  ck_assert_msg(strstr(tch_last_error(), "standalone") != NULL, "%s", tch_last_error());
+  ck_assert_int_eq(tchi_mixer_create("random:smc=1,student=1", &m), TCH_E_CONFIG);
+  ck_assert_int_eq(tch_mixer_create("random:student=1,teacher=2,buffer=1", &m), TCH_OK);
+  ck_assert_int_eq(tch_mixer_schedule(m, &text), TCH_OK);
+  ck_assert_str_eq(text, "random:student=1,teacher=2,buffer=1");   /* as before */
+  tch_mixer_free(m);
+  ck_assert_int_eq(tch_mixer_create("random:student=1,smc=3", &m), TCH_OK);
+  ck_assert_int_eq(tch_mixer_schedule(m, &text), TCH_OK);
+  ck_assert_str_eq(text, "random:student=1,teacher=0,buffer=0,smc=3");
+  int counts[4] = {0, 0, 0, 0};
+  const int steps = 20000;
+  for (int i = 0; i < steps; i++) {
+    tch_source src;
+    ck_assert_int_eq(tch_mixer_source(m, 5, (uint64_t)i, &src, NULL), TCH_OK);
+    ck_assert(src == TCH_SOURCE_STUDENT || src == TCH_SOURCE_SMC);
+    counts[src]++;
+  }
+  /* 0.75 expected; 5 standard errors */
+  ck_assert(fabs(counts[TCH_SOURCE_SMC] / (double)steps - 0.75) < 5 * sqrt(0.1875 / steps));
+  tch_mixer_free(m);
+
+  /* a discrete trainer's mixer.schedule cannot name smc */
+  tch_env *grid;
+  ck_assert_int_eq(tch_env_create_hypergrid(2, 6, 1.0, &grid), TCH_OK);
+  tch_config *c;
+  ck_assert_int_eq(tch_config_create(&c), TCH_OK);
+  ck_assert_int_eq(tch_config_set_string(c, "mixer.schedule", "student,smc"), TCH_OK);
+  tch_trainer *gt = NULL;
+  ck_assert_int_eq(tch_trainer_create(grid, c, &gt), TCH_E_CONFIG);
+  ck_assert_ptr_null(gt);
+  tch_config_free(c);
+
+  /* draws */
+  tch_env *e = tiny_gmm40(), *e2 = tiny_gmm40();
+  tch_trainer *t = tiny_trainer(e, 1, "0");
+  tch_smc_desc d;
+  tch_smc_desc_init(&d);
+  d.n_particles = MX_N;
+  d.mala_steps = 2;
+  d.mala_step = 0.05;
+  tch_smc *s;
+  ck_assert_int_eq(tch_smc_create(t, &d, &s), TCH_OK);
+  ck_assert_int_eq(tch_mixer_create("smc,student", &m), TCH_OK);
+  double x[MX_N * 2], x2[MX_N * 2], lw[MX_N], lw2[MX_N];
+  tch_source src = TCH_SOURCE_STUDENT;
+  uint32_t flags = 7;
+  ck_assert_int_eq(tch_mixer_draw_energy(m, e, 1, 0, MX_N, x, lw, &src, &flags), TCH_E_STATE);
+  ck_assert(src == TCH_SOURCE_SMC && flags == 0);
+  ck_assert_int_eq(tch_mixer_set_smc(m, s), TCH_OK);
+  tch_smc_free(s);              /* the mixer holds it, the handle its trainer and env */
+  tch_trainer_free(t);
+  ck_assert_int_eq(tch_mixer_draw_energy(m, e, 1, 0, MX_N, x, lw, &src, NULL), TCH_OK);
+  ck_assert_int_eq(src, TCH_SOURCE_SMC);
+  double m_lw = -INFINITY, acc = 0;
+  for (int i = 0; i < MX_N; i++) m_lw = fmax(m_lw, lw[i]);
+  for (int i = 0; i < MX_N; i++) acc += exp(lw[i] - m_lw);
+  const double log_z = m_lw + log(acc / MX_N);
+  ck_assert(isfinite(log_z));
+  /* deterministic in (seed, step); another step (of the cycle) or seed differs */
+  ck_assert_int_eq(tch_mixer_draw_energy(m, e, 1, 0, MX_N, x2, lw2, NULL, NULL), TCH_OK);
+  ck_assert(memcmp(x, x2, sizeof x) == 0 && memcmp(lw, lw2, sizeof lw) == 0);
+  ck_assert_int_eq(tch_mixer_draw_energy(m, e, 1, 2, MX_N, x2, NULL, NULL, NULL), TCH_OK);
+  ck_assert(memcmp(x, x2, sizeof x) != 0);
+  ck_assert_int_eq(tch_mixer_draw_energy(m, e, 2, 0, MX_N, x2, NULL, NULL, NULL), TCH_OK);
+  ck_assert(memcmp(x, x2, sizeof x) != 0);
+  /* the wrong source, size, env or draw function */
+  ck_assert_int_eq(tch_mixer_draw_energy(m, e, 1, 1, MX_N, x2, lw2, &src, NULL), TCH_E_STATE);
+  ck_assert_int_eq(src, TCH_SOURCE_STUDENT);
+  ck_assert_int_eq(tch_mixer_draw_energy(m, e, 1, 1, 0, x2, lw2, &src, NULL), TCH_OK);
+  ck_assert_int_eq(tch_mixer_draw_energy(m, e, 1, 0, MX_N - 1, x2, lw2, NULL, NULL), TCH_E_ARG);
+  ck_assert_int_eq(tch_mixer_draw_energy(m, e2, 1, 0, MX_N, x2, lw2, NULL, NULL), TCH_E_ARG);
+  ck_assert_int_eq(tch_mixer_draw_energy(m, grid, 1, 0, MX_N, x2, lw2, NULL, NULL), TCH_E_ARG);
+  ck_assert_int_eq(tch_mixer_draw_energy(m, e, 1, 0, MX_N, NULL, lw2, NULL, NULL), TCH_E_ARG);
+  ck_assert_int_eq(tch_mixer_draw_energy(NULL, e, 1, 0, MX_N, x2, lw2, NULL, NULL), TCH_E_ARG);
+  int32_t st[MX_N * 8 * 2], ac[MX_N * 8];
+  uint32_t len[MX_N];
+  ck_assert_int_eq(tch_mixer_draw_discrete(m, grid, 1, 0, 4, st, ac, len, &src, NULL), TCH_E_STATE);
+  ck_assert_msg(strstr(tch_last_error(), "tch_mixer_draw_energy") != NULL, "%s", tch_last_error());
+  ck_assert_int_eq(tch_mixer_set_smc(NULL, NULL), TCH_E_ARG);
+  /* env freed by the host: the attached sampler's trainer still holds it */
+  tch_env_free(e2);
+  ck_assert_int_eq(tch_mixer_draw_energy(m, e, 1, 0, MX_N, x2, NULL, NULL, NULL), TCH_OK);
+  ck_assert(memcmp(x, x2, sizeof x) == 0);
+  ck_assert_int_eq(tch_mixer_set_smc(m, NULL), TCH_OK);
+  ck_assert_int_eq(tch_mixer_draw_energy(m, e, 1, 0, MX_N, x2, lw2, NULL, NULL), TCH_E_STATE);
+  tch_mixer_free(m);
+  tch_env_free(e);
+  tch_env_free(grid);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("smc_sampler");
@@ -881,6 +1111,8 @@ int main(void)
   tcase_add_test(tc, smc_resampling_rule_and_tempering);
   tcase_add_test(tc, smc_callback_errors_and_arguments);
   tcase_add_test(tc, smc_allocation_failures);
+  tcase_add_test(tc, smc_handle_mala_settings);
+  tcase_add_test(tc, smc_as_a_mixer_source);
   suite_add_tcase(s, tc);
   return tch_run_suite(s);
 }

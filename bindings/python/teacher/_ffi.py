@@ -18,7 +18,7 @@ import ctypes.util
 import os
 
 __all__ = ["lib", "library_path", "REQUIRED_VERSION", "ABI_VERSION", "DiscreteEnvDesc",
-           "EnergyDesc", "SmcDesc"]
+           "EnergyDesc", "SmcDesc", "SeqpaEnvDesc"]
 
 #: tch_version_number() of the release this binding was written for (0.1.0).
 REQUIRED_VERSION = 100
@@ -130,6 +130,8 @@ log_density_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, c_size_t, c_siz
                                   ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 sample_reference_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, c_size_t,
                                        c_size_t, ctypes.c_void_p)
+seqpa_score_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, c_size_t, ctypes.c_void_p,
+                                  ctypes.c_void_p)
 progress_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64)
 log_fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p)
 
@@ -176,6 +178,34 @@ class EnergyDesc(ctypes.Structure):
     ]
 
 
+TCH_SEQPA_ENUMERATE = 0x1
+TCH_SEQPA_HAS_LOG_Z = 0x2
+
+
+class SeqpaEnvDesc(ctypes.Structure):
+    """tch_seqpa_env_desc (env.h). Set ``struct_size = ctypes.sizeof(SeqpaEnvDesc)``; beta
+    and y_min have no usable zero default (the C helper sets 1 and 0.001)."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("len", ctypes.c_uint32),
+        ("n_chars", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("score", seqpa_score_fn),
+        ("user", ctypes.c_void_p),
+        ("user_free", user_free_fn),
+        ("name", ctypes.c_char_p),
+        ("beta", ctypes.c_double),
+        ("y_min", ctypes.c_double),
+        ("log_scale", ctypes.c_double),
+        ("r_max", ctypes.c_double),
+        ("add_floor", ctypes.c_double),
+        ("max_floor", ctypes.c_double),
+        ("log_Z", ctypes.c_double),
+        ("modes", ctypes.POINTER(ctypes.c_uint64)),
+        ("n_modes", c_size_t),
+    ]
+
+
 # tch_smc_resampler (smc.h, pinned)
 TCH_SMC_RESAMPLER_CONFIG = 0
 TCH_SMC_RESAMPLER_SYSTEMATIC = 1
@@ -194,6 +224,9 @@ class SmcDesc(ctypes.Structure):
         ("resample_threshold", ctypes.c_double),
         ("target_ess", ctypes.c_double),
         ("unbiased", ctypes.c_int32),
+        # version 2: MALA rejuvenation (0 takes the config key, mala_steps -1: none)
+        ("mala_step", ctypes.c_double),
+        ("mala_steps", ctypes.c_int32),
     ]
 
 
@@ -273,6 +306,13 @@ tch_env_log_density = _fn("tch_env_log_density", c_status, env_p, c_size_t, c_do
 tch_env_log_Z = _fn("tch_env_log_Z", c_status, env_p, P(_d))
 tch_env_sample_target = _fn("tch_env_sample_target", c_status, env_p, _u64, c_size_t, c_double_p)
 tch_env_diffusion_steps = _fn("tch_env_diffusion_steps", c_status, env_p, P(_u32), P(_d))
+tch_env_create_seqpa = _fn("tch_env_create_seqpa", c_status, P(SeqpaEnvDesc), P(env_p))
+tch_env_create_qm9str = _fn("tch_env_create_qm9str", c_status, P(env_p))
+tch_env_create_sehstr = _fn("tch_env_create_sehstr", c_status, P(env_p))
+tch_env_create_tfbind8 = _fn("tch_env_create_tfbind8", c_status, P(env_p))
+tch_env_create_rna = _fn("tch_env_create_rna", c_status, _u32, P(env_p))
+tch_env_raw_scores = _fn("tch_env_raw_scores", c_status, env_p, c_size_t, c_int32_p, c_double_p)
+tch_env_target_log_Z = _fn("tch_env_target_log_Z", c_status, env_p, P(_d))
 
 # policy.h
 tch_policy_create = _fn("tch_policy_create", c_status, env_p, config_p, _u64, P(policy_p))
@@ -327,6 +367,9 @@ tch_mixer_set_policy = _fn("tch_mixer_set_policy", c_status, mixer_p, c_enum, po
 tch_mixer_set_buffer = _fn("tch_mixer_set_buffer", c_status, mixer_p, buffer_p)
 tch_mixer_draw_discrete = _fn("tch_mixer_draw_discrete", c_status, mixer_p, env_p, _u64, _u64,
                               c_size_t, c_int32_p, c_int32_p, c_uint32_p, P(c_enum), P(_u32))
+tch_mixer_set_smc = _fn("tch_mixer_set_smc", c_status, mixer_p, smc_p)
+tch_mixer_draw_energy = _fn("tch_mixer_draw_energy", c_status, mixer_p, env_p, _u64, _u64,
+                            c_size_t, c_double_p, c_double_p, P(c_enum), P(_u32))
 
 # trainer.h
 tch_trainer_create = _fn("tch_trainer_create", c_status, env_p, config_p, P(trainer_p))

@@ -5,11 +5,12 @@ from . import _ffi
 from ._errors import call
 from ._handle import Handle
 from .policy import Trajectories, traj_outputs
+from ._arrays import Out
 
 __all__ = ["Mixer", "SOURCES", "LOCAL_SEARCH"]
 
-#: Sampling sources (tch_source), by name.
-SOURCES = {"student": 0, "teacher": 1, "buffer": 2}
+#: Sampling sources (tch_source, pinned), by name. "smc" only in standalone mixers.
+SOURCES = {"student": 0, "teacher": 1, "buffer": 2, "smc": 3}
 _SOURCE_NAMES = {v: k for k, v in SOURCES.items()}
 #: Flag of a step whose batch is refined by local search.
 LOCAL_SEARCH = _ffi.TCH_MIXER_LOCAL_SEARCH
@@ -20,7 +21,7 @@ def _source(s):
         try:
             return SOURCES[s]
         except KeyError:
-            raise ValueError("unknown source %r (one of student, teacher, buffer)" % s) from None
+            raise ValueError("unknown source %r (one of student, teacher, buffer, smc)" % s) from None
     return int(s)
 
 
@@ -31,7 +32,8 @@ def source_name(v):
 class Mixer(Handle):
     """``Mixer(schedule)``, e.g. ``"student,buffer,teacher,buffer"`` or
     ``"random:student=2,teacher=1,buffer=1"`` (see include/teacher/mixer.h). Sources are
-    given and returned by name ("student", "teacher", "buffer")."""
+    given and returned by name ("student", "teacher", "buffer", "smc"). The "smc" source
+    (energy envs) draws weighted particles from an attached :class:`teacher.Smc`."""
     _c_free = staticmethod(_ffi.tch_mixer_free)
     _c_retain = staticmethod(_ffi.tch_mixer_retain)
     _kind = "Mixer"
@@ -84,3 +86,24 @@ class Mixer(Handle):
              states.ptr, actions.ptr, lengths.ptr, ctypes.byref(src), ctypes.byref(flags))
         return (Trajectories(states.value(), actions.value(), lengths.value()),
                 source_name(src.value), flags.value)
+
+    def set_smc(self, smc):
+        """Attaches the SMC sampler the "smc" source draws from (retained by the mixer, with
+        its trainer; None detaches)."""
+        call(_ffi.tch_mixer_set_smc, self._ptr, smc._ptr if smc is not None else None)
+        self._smc_particles = smc.n_particles if smc is not None else None
+
+    def draw_energy(self, env, step, seed=0):
+        """The batch of an "smc" step (energy envs): one run of the attached sampler on the
+        SMC stream of (seed, step) -> (x (n, dim), log_w (n,), source name, flags), n the
+        sampler's particles; log-mean-exp(log_w) is log Z-hat."""
+        n = getattr(self, "_smc_particles", None)
+        # nothing attached: one row, so that the library reports what is missing
+        n = 1 if n is None else int(n)
+        dim = int(env.dim) if env.is_energy else 1
+        x = Out((n, dim), "f8")
+        lw = Out((n,), "f8")
+        src, flags = ctypes.c_int(), ctypes.c_uint32()
+        call(_ffi.tch_mixer_draw_energy, self._ptr, env._ptr, int(seed), int(step), n, x.ptr,
+             lw.ptr, ctypes.byref(src), ctypes.byref(flags))
+        return x.value(), lw.value(), source_name(src.value), flags.value

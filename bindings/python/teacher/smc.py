@@ -18,15 +18,18 @@ RESAMPLERS = {"config": _ffi.TCH_SMC_RESAMPLER_CONFIG,
 
 class Smc(Handle):
     """``Smc(trainer, n_particles=0, n_chunks=0, resample_threshold=0, target_ess=0,
-    resampler="config", unbiased=None)``: an SMC sampler over the trainer's current
-    Student (and its learnt twist, with smc.enabled). Zero / "config" / None take the
-    trainer's settings. Holds a reference on the trainer: either may be closed first."""
+    resampler="config", unbiased=None, mala_steps=None, mala_step=0)``: an SMC sampler over
+    the trainer's current Student (and its learnt twist, with smc.enabled). Zero / "config"
+    / None take the trainer's settings; mala_steps > 0 adds that many MALA rejuvenation
+    moves after every chunk (0: none; needs the env's gradient). Holds a reference on the
+    trainer: either may be closed first."""
     _c_free = staticmethod(_ffi.tch_smc_free)
     _c_retain = staticmethod(_ffi.tch_smc_retain)
     _kind = "Smc"
 
     def __init__(self, trainer, n_particles=0, n_chunks=0, resample_threshold=0.0,
-                 target_ess=0.0, resampler="config", unbiased=None):
+                 target_ess=0.0, resampler="config", unbiased=None, mala_steps=None,
+                 mala_step=0.0):
         if resampler not in RESAMPLERS:
             raise ValueError("Smc: resampler must be one of %s" % sorted(RESAMPLERS))
         d = _ffi.SmcDesc()
@@ -37,6 +40,10 @@ class Smc(Handle):
         d.target_ess = float(target_ess)
         d.resampler = RESAMPLERS[resampler]
         d.unbiased = 0 if unbiased is None else (1 if unbiased else -1)
+        if mala_steps is not None and int(mala_steps) < 0:
+            raise ValueError("Smc: mala_steps must be >= 0 (None takes smc.mala_steps)")
+        d.mala_steps = 0 if mala_steps is None else (int(mala_steps) if int(mala_steps) else -1)
+        d.mala_step = float(mala_step)
         h = _ffi.smc_p()
         call(_ffi.tch_smc_create, trainer._ptr, ctypes.byref(d), ctypes.byref(h))
         self._init_handle(h)
@@ -62,7 +69,7 @@ class Smc(Handle):
 
     def metric(self, name):
         """A setting or last-run value by name ("log_z", "ess", "resamples", "energy_evals",
-        "n_particles"...; see docs/api/smc.md); NaN before the first run."""
+        "mala_accept", "n_particles"...; see docs/api/smc.md); NaN before the first run."""
         v = ctypes.c_double()
         call(_ffi.tch_smc_metric, self._ptr, _ffi.encode(name), ctypes.byref(v))
         return v.value
