@@ -569,6 +569,13 @@ static const char *diffusion_method(const tch_config *c)
   if (smc) {
     const char *m = "";
     tch_config_get_string(c, "smc.method", &m);
+    int teacher_smc = 0;
+    tch_config_get_bool(c, "teacher.enabled", &teacher_smc);
+    if (teacher_smc && !strcmp(m, "smc_buffer"))
+      return "Reinforced SMC + Teacher: TB/SubTB + Teacher + SMC + IW buffer";
+    if (teacher_smc && !strcmp(m, "smc"))
+      return "Reinforced SMC + Teacher: TB/SubTB + Teacher + SMC, no buffer";
+    if (teacher_smc) return "Reinforced SMC baseline + Teacher: TB + Teacher + IW buffer";
     if (!strcmp(m, "smc_buffer")) return "Reinforced SMC: TB/SubTB + SMC + IW buffer (gfn_subtb_smc)";
     if (!strcmp(m, "smc")) return "Reinforced SMC: TB/SubTB + SMC, no buffer (gfn_subtb_smc_nobuffer)";
     if (!strcmp(m, "tb_buffer")) return "Reinforced SMC baseline: TB + IW buffer (gfn_tb)";
