@@ -269,7 +269,9 @@ tch_status tch_env_target_log_Z(const tch_env *e, double *out)
   static const char fn[] = "tch_env_target_log_Z";
   if (!e || !out) return tchi_fail(TCH_E_ARG, "%s: %s is NULL", fn, e ? "out" : "env");
   if (e->kind != TCHI_ENV_DISCRETE) return tch_env_log_Z(e, out);
-  if (tchi_seqpa_task_of(e) && e->exact) return tchi_seqpa_log_z(e, out);
+  /* enumerated, or a built-in with a shipped constant (sehstr) */
+  if (tchi_seqpa_task_of(e) && (e->exact || tchi_seqpa_task_of(e)->has_known_log_z))
+    return tchi_seqpa_log_z(e, out);
   const host_task *h = host_of(e);
   if (h && !isnan(h->log_z)) {
     *out = h->log_z;

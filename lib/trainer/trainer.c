@@ -582,6 +582,9 @@ static tch_status discovery_create(tch_trainer *t, const tch_config *cf, int buf
     for (size_t i = 0; i < x->n; i++) m = beta * x->log_r[i] > m ? beta * x->log_r[i] : m;
     for (size_t i = 0; i < x->n; i++) sum += exp(beta * x->log_r[i] - m);
     d->log_z_true = m + log(sum);
+  } else if (tchi_seqpa_task_of(env) && t->reward_exponent == 1.0) {
+    double lz;   /* a task too large to enumerate with a known log Z (sehstr) */
+    if (tchi_seqpa_log_z(env, &lz) == TCH_OK) d->log_z_true = lz;
   }
   return TCH_OK;
 }

@@ -523,6 +523,24 @@ START_TEST(host_task_argument_checks)
 }
 END_TEST
 
+/* sehstr is too large to enumerate at creation: it ships the log Z that
+ * tools/seqpa_log_z sehstr computes (the tool is tested against the enumerating envs in
+ * tools/meson.build); check it is reported, and consistent with the raw-score scale of a
+ * few strings (each R(x) <= Z). */
+START_TEST(sehstr_known_log_z)
+{
+  tch_env *e;
+  double lz, lr[2];
+  const int32_t xs[12] = {0, 1, 2, 3, 4, 5, 17, 17, 17, 17, 17, 17};
+  ck_assert_int_eq(tch_env_create_sehstr(&e), TCH_OK);
+  ck_assert_int_eq(tch_env_target_log_Z(e, &lz), TCH_OK);
+  ck_assert_double_eq_tol(lz, 17.552393997, 1e-9);
+  ck_assert_int_eq(tch_env_log_reward(e, 2, xs, lr), TCH_OK);
+  ck_assert(lr[0] < lz && lr[1] < lz);
+  tch_env_free(e);
+}
+END_TEST
+
 /* Every allocation of creation and use fails in turn: TCH_E_NOMEM, no leak (ASan), and the
  * host's user_free runs exactly when creation succeeded. */
 START_TEST(host_task_allocation_failures)
@@ -581,6 +599,7 @@ int main(void)
   tcase_add_test(tc, host_task_callback_failure_and_nan);
   tcase_add_test(tc, host_task_argument_checks);
   tcase_add_test(tc, host_task_allocation_failures);
+  tcase_add_test(tc, sehstr_known_log_z);
   suite_add_tcase(s, tc);
   return tch_run_suite(s);
 }

@@ -410,7 +410,7 @@ tch_status tchi_env_create_seqpa(const tchi_seqpa_task *task, tch_env **out)
   if (!p) return tchi_fail(TCH_E_NOMEM, "out of memory allocating a SeqPA env");
   p->task = *task;
   if (!p->task.name) p->task.name = "seqpa";
-  p->log_z = NAN;
+  p->log_z = task->has_known_log_z && !task->enumerate ? task->known_log_z : NAN;
   const uint32_t L = task->len, A = task->n_chars;
 
   int32_t *s0 = NULL;

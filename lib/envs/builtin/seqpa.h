@@ -61,6 +61,10 @@ typedef struct tchi_seqpa_task {
   size_t n_modes;
   int enumerate;               /* build the exact target (A^L <= TCHI_SEQPA_EXACT_MAX) */
   size_t buffer_capacity;      /* reference's replay_buffer_size (env default; 0 = none) */
+  /* Exact log Z of a task too large to enumerate at creation, computed once offline (e.g.
+   * sehstr: tools/seqpa_log_z); used when has_known_log_z and not enumerate. */
+  int has_known_log_z;
+  double known_log_z;
 } tchi_seqpa_task;
 
 /* Creates a SeqPA env for a task (copied). With task->enumerate the exact target holds all
@@ -76,8 +80,8 @@ tch_status tchi_env_create_sehstr(tch_env **out);
 
 /* The task of a SeqPA env, or NULL for any other env. */
 const tchi_seqpa_task *tchi_seqpa_task_of(const tch_env *e);
-/* Exact log Z = log sum over X of R(x) (the env's reward) of an enumerated SeqPA env;
- * TCH_E_STATE when the env does not enumerate X, TCH_E_ARG for another env. */
+/* Exact log Z = log sum over X of R(x) (the env's reward) of an enumerated SeqPA env, or
+ * the task's known_log_z; TCH_E_STATE when neither exists, TCH_E_ARG for another env. */
 tch_status tchi_seqpa_log_z(const tch_env *e, double *out);
 /* Raw scores y (before the transform; the reference's "real reward" is max(y, y_min)) of n
  * terminal states. TCH_E_ARG for another env, a state that is not a full string, or NULL. */
