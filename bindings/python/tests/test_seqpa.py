@@ -33,8 +33,10 @@ def test_builtin_tasks():
                                                                               abs=1e-4)
     s = teacher.Env.sehstr()
     assert s.raw_scores([[0, 1, 2, 3, 4, 5]]) == pytest.approx([4.5417976755], abs=1e-9)
+    # 18^6 strings, not enumerated at creation: the constant from tools/seqpa_log_z sehstr
+    assert s.target_log_Z() == pytest.approx(17.552393997, abs=1e-9)
     with pytest.raises(teacher.StateError):
-        s.target_log_Z()                       # 18^6 strings: not enumerated
+        s.n_terminal()
     assert teacher.Env.from_config({"env.name": "tfbind8"}).n_terminal() == 65536
     try:
         r = teacher.Env.rna(2)
