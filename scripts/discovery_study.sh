@@ -16,10 +16,9 @@
 #
 # Each run is `teacher train CFG --set seed=S --metrics OUT/NAME_sS.csv --checkpoint
 # OUT/NAME_sS.tchk --quiet` (log in OUT/NAME_sS.log). Runs whose metrics file ends with a
-# final record are skipped. Checkpoints do not yet hold the discovery schedule's state (the
-# set of objects sampled so far, its FIFOs: see docs/results/discovery.md), so a run that
-# did not finish starts again from scratch instead of resuming (its old files are moved to
-# OUT/stale/); DISCOVERY_RESUME=1 resumes them anyway once checkpoint.c writes that state.
+# final record are skipped; runs with a checkpoint but no final record continue with --resume
+# (the checkpoint's DISC section holds the discovery state, so a resumed run is bit-identical
+# to a straight one).
 # Ctrl-C, or `kill -TERM` of the script, stops every run (a script started in the
 # background by a non-interactive shell ignores SIGINT: stop it with SIGTERM).
 set -uo pipefail
@@ -32,7 +31,6 @@ JOBS=${JOBS:-2}
 CKPT_EVERY=${CKPT_EVERY:-0}
 SETS=${SETS:-}
 REPORT=${REPORT:-1}
-DISCOVERY_RESUME=${DISCOVERY_RESUME:-0}
 CONFIG_DIR=examples/configs
 
 die() { echo "discovery_study: $*" >&2; exit 2; }
@@ -49,22 +47,6 @@ done
 # shellcheck source=scripts/study_lib.sh
 . scripts/study_lib.sh
 study_configs 'discovery_*.yaml' "$@"
-
-# Unfinished runs start over (see above): move their checkpoint, metrics and log aside.
-if [ "$DISCOVERY_RESUME" != 1 ]; then
-  for cfg in "${configs[@]}"; do
-    for seed in $SEEDS; do
-      base="$OUT/$(basename "$cfg" .yaml)_s$seed"
-      if [ -e "$base.tchk" ] && ! complete "$base.csv"; then
-        mkdir -p "$OUT/stale" || die "cannot create $OUT/stale"
-        for f in "$base.tchk" "$base.csv" "$base.log"; do
-          [ ! -e "$f" ] || mv -f "$f" "$OUT/stale/" || die "cannot move $f"
-        done
-        echo "restart $(basename "$base") from scratch (old files in $OUT/stale)"
-      fi
-    done
-  done
-fi
 
 report=(/usr/bin/python3 scripts/discovery_report.py --dir "$OUT")
 [ "$REPORT" != 1 ] || report+=(--update docs/results/discovery.md --plots docs/results)
