@@ -24,7 +24,6 @@ import argparse
 import math
 import os
 import re
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -35,17 +34,9 @@ TARGETS = [("gmm25", "25GMM (2-D, log Z = 0)", 0.0),
            ("manywell", "ManyWell (32-D, log Z = 164.69567532)", 164.69567532)]
 METHODS = [("tb", "TB on-policy"), ("per", "TB + PER"), ("per_ls", "TB + PER + LS"),
            ("teacher", "Teacher")]
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def fmt(values, spec):
-    """'mean ± std' over the finite values ('—' if none; no ± for a single one)."""
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return spec.format(values[0])
-    return (spec + " ± " + spec).format(statistics.fmean(values), statistics.stdev(values))
+fmt = sg.fmt_mean_sd
 
 
 def collect(directory, names):
@@ -144,20 +135,6 @@ def tables(runs):
         out.append("No runs yet.\n")
     return "\n".join(out)
 
-
-def update(path, text):
-    with open(path) as f:
-        doc = f.read()
-    if BEGIN not in doc or END not in doc or doc.index(BEGIN) > doc.index(END):
-        sys.exit("diffusion_report: %s has no %s ... %s section" % (path, BEGIN, END))
-    a = doc.index(BEGIN) + len(BEGIN)
-    b = doc.index(END)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(doc[:a] + "\n\n" + text.rstrip("\n") + "\n\n" + doc[b:])
-    os.replace(tmp, path)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", default="results/diffusion")
@@ -167,7 +144,7 @@ def main():
     text = tables(collect(a.dir, set(a.names)))
     print(text)
     if a.update:
-        update(a.update, text)
+        sg.update_results(a.update, text, "diffusion_report")
 
 
 if __name__ == "__main__":

@@ -47,17 +47,9 @@ TASKS = [("qm9str", "QM9 fragment strings (qm9str: 11 blocks, length 5; 161 051 
           "oracle, see data/README.md)")]
 METHODS = [("tb", "TB on-policy"), ("tb_prt", "TB + PRT replay"), ("teacher", "Teacher")]
 BUDGET_FRACTIONS = [0.1, 0.25, 0.5, 0.75, 1.0]
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def fmt(values, spec):
-    """'mean ± std' over the finite values ('—' if none; no ± for a single one)."""
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return spec.format(values[0])
-    return (spec + " ± " + spec).format(statistics.fmean(values), statistics.stdev(values))
+fmt = sg.fmt_mean_sd
 
 
 def collect(directory, names):
@@ -213,20 +205,6 @@ def report(runs, plots_dir):
         out.append("No runs yet.\n")
     return "\n".join(out)
 
-
-def update(path, text):
-    with open(path) as f:
-        doc = f.read()
-    if BEGIN not in doc or END not in doc or doc.index(BEGIN) > doc.index(END):
-        sys.exit("discovery_report: %s has no %s ... %s section" % (path, BEGIN, END))
-    a = doc.index(BEGIN) + len(BEGIN)
-    b = doc.index(END)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(doc[:a] + "\n\n" + text.rstrip("\n") + "\n\n" + doc[b:])
-    os.replace(tmp, path)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", default="results/discovery")
@@ -237,7 +215,7 @@ def main():
     text = report(collect(a.dir, set(a.names)), a.plots)
     print(text)
     if a.update:
-        update(a.update, text)
+        sg.update_results(a.update, text, "discovery_report")
 
 
 if __name__ == "__main__":

@@ -44,18 +44,10 @@ TARGETS = [("gmm40", "GMM40 (2-D, log Z = 0)", 0.0),
 METHODS = [("tb", "TB on-policy"), ("tb_buffer", "TB + IW buffer"),
            ("smc_buffer", "TB/SubTB + SMC + IW buffer"),
            ("teacher_smc", "Teacher + SMC + IW buffer")]
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 NAN = math.nan
 
 
-def fmt(values, spec):
-    """'mean ± sd' over the finite values ('—' if none; no ± for a single one)."""
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return spec.format(values[0])
-    return (spec + " ± " + spec).format(statistics.fmean(values), statistics.stdev(values))
+fmt = sg.fmt_mean_sd
 
 
 def mean_finite(values):
@@ -215,20 +207,6 @@ def tables(runs, last):
         out.append("No runs yet.\n")
     return "\n".join(out)
 
-
-def update(path, text):
-    with open(path) as f:
-        doc = f.read()
-    if BEGIN not in doc or END not in doc or doc.index(BEGIN) > doc.index(END):
-        sys.exit("smc_report: %s has no %s ... %s section" % (path, BEGIN, END))
-    a = doc.index(BEGIN) + len(BEGIN)
-    b = doc.index(END)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(doc[:a] + "\n\n" + text.rstrip("\n") + "\n\n" + doc[b:])
-    os.replace(tmp, path)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", default="results/smc")
@@ -242,7 +220,7 @@ def main():
     text = tables(collect(a.dir, set(a.names)), a.last)
     print(text)
     if a.update:
-        update(a.update, text)
+        sg.update_results(a.update, text, "smc_report")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,36 @@ def sort_key(name):
             METHODS.index(m) if m in METHODS else len(METHODS), m)
 
 
+
+# ---- shared by the study reports (diffusion_report, discovery_report, smc_report) ----------
+RESULTS_BEGIN, RESULTS_END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def fmt_mean_sd(values, spec):
+    """'mean ± sd' over the finite values ('—' if none; no ± for a single one)."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return spec.format(values[0])
+    return (spec + " ± " + spec).format(statistics.fmean(values), statistics.stdev(values))
+
+
+def update_results(path, text, prog):
+    """Replaces what lies between the results markers of the Markdown file path with text
+    (atomically: a temporary file renamed over it)."""
+    with open(path) as f:
+        doc = f.read()
+    b_, e_ = RESULTS_BEGIN, RESULTS_END
+    if b_ not in doc or e_ not in doc or doc.index(b_) > doc.index(e_):
+        sys.exit("%s: %s has no %s ... %s section" % (prog, path, b_, e_))
+    a = doc.index(b_) + len(b_)
+    b = doc.index(e_)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(doc[:a] + "\n\n" + text.rstrip("\n") + "\n\n" + doc[b:])
+    os.replace(tmp, path)
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", default="results/grid", help="directory of the metrics files")
