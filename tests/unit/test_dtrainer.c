@@ -14,6 +14,7 @@
 #include "trainer/trainer.h"
 #include "buffers/buffer.h"
 #include "teacher.h"
+#include "trainer_fixtures.h"
 
 /* ---- helpers --------------------------------------------------------------------------- */
 static tch_env *gmm_env(uint32_t steps)
@@ -51,33 +52,11 @@ static tch_trainer *make(tch_env *e, const char *const *sets)
   return t;
 }
 
-static double metric(const tch_trainer *t, const char *name)
-{
-  double v;
-  ck_assert_msg(tch_trainer_metric(t, name, &v) == TCH_OK, "%s: %s", name, tch_last_error());
-  return v;
-}
-
-static void run(tch_trainer *t, uint64_t n)
-{
-  ck_assert_msg(tch_trainer_step(t, n) == TCH_OK, "%s", tch_last_error());
-}
-
 static int same_net(const tchi_dnet *a, const tchi_dnet *b)
 {
   return a->n_params == b->n_params &&
          memcmp(a->params, b->params, a->n_params * sizeof(float)) == 0 &&
          memcmp(&a->log_z, &b->log_z, sizeof a->log_z) == 0;
-}
-
-static int same_adam(const tchi_adam *a, const tchi_adam *b)
-{
-  if (a->t != b->t || a->n_groups != b->n_groups) return 0;
-  for (size_t g = 0; g < a->n_groups; g++)
-    if (memcmp(a->m[g], b->m[g], a->grp[g].n * sizeof(double)) ||
-        memcmp(a->v[g], b->v[g], a->grp[g].n * sizeof(double)))
-      return 0;
-  return 1;
 }
 
 /* Whole training state equal bit for bit: nets, moments, buffer, counters. */

@@ -18,10 +18,9 @@
 #include "smc/smc.h"
 #include "teacher/behaviour.h"
 #include "teacher.h"
+#include "smc_fixtures.h"
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
-
-#include "smc_fixtures.h"
 
 /* Host target: log R(x) = log_z + log N(x; mean 1, sd^2 I); counts calls; can fail or
  * return NaN at a given call. */

@@ -13,6 +13,7 @@
 #include "envs/env.h"
 #include "trainer/trainer.h"
 #include "teacher.h"
+#include "trainer_fixtures.h"
 
 #define NP 64
 #define TS 16
@@ -99,29 +100,7 @@ static tch_trainer *make(tch_env *e, const char *method, const char *const *sets
   return t;
 }
 
-static double metric(const tch_trainer *t, const char *name)
-{
-  double v;
-  ck_assert_msg(tch_trainer_metric(t, name, &v) == TCH_OK, "%s: %s", name, tch_last_error());
-  return v;
-}
-
-static void run(tch_trainer *t, uint64_t n)
-{
-  ck_assert_msg(tch_trainer_step(t, n) == TCH_OK, "%s", tch_last_error());
-}
-
 /* ---- whole-state comparison ---------------------------------------------------------------- */
-static int same_adam(const tchi_adam *a, const tchi_adam *b)
-{
-  if (a->t != b->t || a->n_groups != b->n_groups) return 0;
-  for (size_t g = 0; g < a->n_groups; g++)
-    if (memcmp(a->m[g], b->m[g], a->grp[g].n * sizeof(double)) ||
-        memcmp(a->v[g], b->v[g], a->grp[g].n * sizeof(double)))
-      return 0;
-  return 1;
-}
-
 static void assert_same_state(const tch_trainer *a, const tch_trainer *b)
 {
   const tchi_dtrainer *x = a->diff, *y = b->diff;
