@@ -11,13 +11,15 @@
 # teacher_smc}.yaml (12 configurations).
 # Environment: PROTOCOL (full, the default: the reference's sizes, N 2000 and 20000
 # iterations, about 12 CPU-hours per run; reduced: N 500 and 1500 iterations, 10-24
-# CPU-minutes per run, see docs/results/smc.md), SEEDS (default "0 1 2"), JOBS (parallel
+# CPU-minutes per run; short: N 500 and 600 iterations, 5-10 CPU-minutes per run, the one
+# that was run; see docs/results/smc.md), SEEDS (default "0 1 2"), JOBS (parallel
 # runs, default 2), TEACHER (default build/tools/teacher), OUT (default results/smc, or
-# results/smc_reduced with PROTOCOL=reduced), CKPT_EVERY (checkpoint interval, default 250
+# results/smc_reduced or results/smc_short with PROTOCOL=reduced or short), CKPT_EVERY (checkpoint interval, default 250
 # iterations), SETS (space-separated KEY=VALUE overrides for new runs, added after the
 # protocol's own; a resumed run keeps its checkpoint's), RUN_ARGS (`teacher train` options
 # for every run, new or resumed; default: the protocol's evaluation interval,
-# "--eval-every 200" (full: every iters/100, as the paper) or "--eval-every 75" (reduced);
+# "--eval-every 200" (full: every iters/100, as the paper), "--eval-every 75" (reduced) or
+# "--eval-every 60" (short);
 # "--until N" stops every run at iteration N, resumable), PLOT (1 = OUT/NAME_sS.png at the
 # end of each run, the default; 0 = no plots).
 #
@@ -50,7 +52,11 @@ case $PROTOCOL in
     OUT=${OUT:-results/smc_reduced}
     protocol_sets="train.batch_size=500 train.steps=1500 diffusion.eval_ll_trajectories=0"
     RUN_ARGS=${RUN_ARGS:-"--eval-every 75"} ;;
-  *) die "PROTOCOL must be full or reduced, got '$PROTOCOL'" ;;
+  short)
+    OUT=${OUT:-results/smc_short}
+    protocol_sets="train.batch_size=500 train.steps=600 diffusion.eval_ll_trajectories=0"
+    RUN_ARGS=${RUN_ARGS:-"--eval-every 60"} ;;
+  *) die "PROTOCOL must be full, reduced or short, got '$PROTOCOL'" ;;
 esac
 export RUN_ARGS
 [ -x "$TEACHER" ] || die "$TEACHER not found: build first (meson setup build && ninja -C build) or set TEACHER"

@@ -3,6 +3,7 @@
  *   teacher train CONFIG.yaml [options]     train a sampler (docs/cli.md)
  *   teacher sample POLICY.tchp CONFIG.yaml  sample terminal objects from a saved policy
  *   teacher sample --checkpoint CKPT CONFIG sample the Student of a checkpoint (any env)
+ *   teacher evaluate CKPT CONFIG            the eval.* metrics of a checkpoint's Student
  *   teacher config [CONFIG.yaml]            print the effective configuration as YAML
  *   teacher help [COMMAND] | --version
  *
@@ -82,6 +83,7 @@ static const char usage_main[] =
   "  train CONFIG.yaml [options]       train a sampler; metrics, checkpoints, resume\n"
   "  sample POLICY.tchp CONFIG.yaml    sample terminal objects from a saved policy\n"
   "  sample --checkpoint CKPT CONFIG   sample the Student of a checkpoint (diffusion too)\n"
+  "  evaluate CKPT CONFIG              evaluate a checkpoint's Student (the eval.* metrics)\n"
   "  config [CONFIG.yaml]              print the effective configuration as YAML\n"
   "  help [COMMAND]                    this text, or the options of COMMAND\n"
   "\n"
@@ -135,6 +137,20 @@ static const char usage_sample[] =
   "                           samplers: x_0,...,x_{d-1},log_w, the importance log-weight)\n"
   "  --header                 csv: print a header line first\n"
   "  --set KEY=VALUE          override a configuration key of CONFIG (repeatable)\n";
+
+static const char usage_evaluate[] =
+  "usage: teacher evaluate CKPT.tchk CONFIG.yaml [options]\n"
+  "\n"
+  "Evaluates the Student of a trainer checkpoint as at the end of training\n"
+  "(tch_trainer_evaluate) and prints one record: step and the eval.* metrics.\n"
+  "The evaluation's samples are keyed by the checkpoint's step: the same checkpoint\n"
+  "gives the same numbers.\n"
+  "\n"
+  "  -n N                     evaluation samples (default: the checkpoint's\n"
+  "                           train.eval_samples, e.g. 2000 for energy envs)\n"
+  "  --format csv|jsonl       output format (default csv: a header line and one record)\n"
+  "  --set KEY=VALUE          override a configuration key of CONFIG (repeatable; the\n"
+  "                           env keys must still match the checkpoint's)\n";
 
 static const char usage_config[] =
   "usage: teacher config [CONFIG.yaml] [options]\n"
@@ -598,7 +614,8 @@ static void print_if_defined(const char *name, double v, const char *fmt)
 }
 
 /* Diffusion trainers: learned log Z, and after the evaluation the importance-weighted log Z
- * estimate, its error against the known log Z, ELBO, EUBO, ESS and the sample distance. */
+ * estimate, its error against the known log Z, ELBO, EUBO, ESS, the sample distance and (on
+ * GMM40) the components the evaluation's samples cover. */
 static void print_diffusion_summary(tch_trainer *tr, int evaluated)
 {
   printf("steps %.0f | reward calls %.0f | loss %.4g | logZ %.4f", tcli_metric(tr, "step"),
@@ -611,6 +628,7 @@ static void print_diffusion_summary(tch_trainer *tr, int evaluated)
   print_if_defined("EUBO", tcli_metric(tr, "eval.eubo"), "%.4f");
   print_if_defined("ESS", 100 * tcli_metric(tr, "eval.ess_fraction"), "%.1f%%");
   print_if_defined("W2", tcli_metric(tr, "eval.w2"), "%.4f");
+  print_if_defined("modes", tcli_metric(tr, "eval.modes"), "%.0f/40");
 }
 
 /* Discrete trainers: modes visited and the empirical L1, with the evaluation's; the
@@ -1126,6 +1144,109 @@ out:
   return rc;
 }
 
+/* ---- teacher evaluate -------------------------------------------------------------------- */
+static int cmd_evaluate(int argc, char **argv)
+{
+  enum { O_N = 1, O_FORMAT, O_SET };
+  static const optdef defs[] = {
+    { "-n", 1, O_N }, { "--n", 1, O_N }, { "--format", 1, O_FORMAT }, { "--set", 1, O_SET },
+    { NULL, 0, 0 },
+  };
+  const char *positional[2] = { NULL, NULL };
+  int n_positional = 0, jsonl = 0, n_sets = 0;
+  int64_t n = -1;
+  const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+  if (!sets) usage_error("out of memory");
+  argiter it = { argc, argv, 0, 0 };
+  const char *v;
+  int id;
+  while ((id = next_arg(&it, defs, &v)) != ARG_END) {
+    switch (id) {
+    case OPT_HELP: fputs(usage_evaluate, stdout); free(sets); return 0;
+    case ARG_POSITIONAL:
+      if (n_positional == 2) usage_error("unexpected argument '%s'", v);
+      positional[n_positional++] = v;
+      break;
+    case O_N: n = parse_int("-n", v, 1, (int64_t)1 << 32); break;
+    case O_FORMAT:
+      if (strcmp(v, "csv") == 0) jsonl = 0;
+      else if (strcmp(v, "jsonl") == 0) jsonl = 1;
+      else usage_error("--format: '%s' is not csv or jsonl", v);
+      break;
+    case O_SET: sets[n_sets++] = v; break;
+    default: break;
+    }
+  }
+  if (n_positional != 2)
+    usage_error("usage: teacher evaluate CKPT.tchk CONFIG.yaml [-n N] [--format csv|jsonl]");
+  const char *ckpt_path = positional[0], *config_path = positional[1];
+
+  int rc = EXIT_LIB;
+  tch_config *cfg = NULL;
+  tch_env *env = NULL;
+  tch_trainer *tr = NULL;
+  tch_status s;
+  if (load_config(config_path, sets, n_sets, &cfg)) goto out;
+  if ((s = tch_env_create_from_config(cfg, &env))) {
+    lib_error(s, "cannot create the env of '%s'", config_path);
+    goto out;
+  }
+  if ((s = tch_trainer_load(env, ckpt_path, &tr))) {
+    lib_error(s, "cannot load checkpoint '%s'", ckpt_path);
+    goto out;
+  }
+  if (n < 0) {   /* the checkpoint's train.eval_samples, resolved to the env's default */
+    const tch_config *eff;
+    if ((s = tch_trainer_get_config(tr, &eff)) ||
+        (s = tch_config_get_int(eff, "train.eval_samples", &n))) {
+      lib_error(s, "cannot read train.eval_samples");
+      goto out;
+    }
+    if (n <= 0) {
+      message("the checkpoint's train.eval_samples is %lld: give the number of samples with -n",
+              (long long)n);
+      rc = EXIT_USAGE;
+      goto out;
+    }
+  }
+  if ((s = tch_trainer_evaluate(tr, (size_t)n))) {
+    lib_error(s, "evaluating '%s' on %lld samples failed", ckpt_path, (long long)n);
+    goto out;
+  }
+  /* step, then every eval.* metric of this kind of trainer, in the library's order. */
+  const char *names[64];
+  size_t k = 0;
+  names[k++] = "step";
+  for (const char *m = tch_trainer_next_metric(tr, NULL); m && k < 64; m = tch_trainer_next_metric(tr, m))
+    if (strncmp(m, "eval.", 5) == 0) names[k++] = m;
+  if (jsonl) putchar('{');
+  else
+    for (size_t i = 0; i < k; i++) printf("%s%s", names[i], i + 1 < k ? "," : "\n");
+  for (size_t i = 0; i < k; i++) {
+    const double x = tcli_metric(tr, names[i]);
+    if (jsonl) {
+      printf("%s\"%s\":", i ? "," : "", names[i]);
+      print_json_double(x);
+    } else {
+      if (i) putchar(',');
+      if (isfinite(x)) printf("%.17g", x);
+      else fputs(isnan(x) ? "nan" : x > 0 ? "inf" : "-inf", stdout);
+    }
+  }
+  puts(jsonl ? "}" : "");
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    message("cannot write to stdout: %s", strerror(errno));
+    goto out;
+  }
+  rc = 0;
+out:
+  tch_trainer_free(tr);
+  tch_env_free(env);
+  tch_config_free(cfg);
+  free(sets);
+  return rc;
+}
+
 /* ---- teacher config ---------------------------------------------------------------------- */
 /* tch_config_dump_yaml writes atomically (temp file + rename), so it needs a real directory:
  * dump into a private temporary directory and copy to stdout. */
@@ -1249,6 +1370,7 @@ static int cmd_help(int argc, char **argv)
   if (!topic) fputs(usage_main, stdout);
   else if (strcmp(topic, "train") == 0) fputs(usage_train, stdout);
   else if (strcmp(topic, "sample") == 0) fputs(usage_sample, stdout);
+  else if (strcmp(topic, "evaluate") == 0) fputs(usage_evaluate, stdout);
   else if (strcmp(topic, "config") == 0) fputs(usage_config, stdout);
   else if (strcmp(topic, "help") == 0) fputs(usage_main, stdout);
   else usage_error("no help for unknown command '%s'", topic);
@@ -1271,6 +1393,7 @@ int main(int argc, char **argv)
   tch_set_log_callback(log_sink, NULL, 1);
   if (!strcmp(cmd, "train")) { g_cmd = "train"; return cmd_train(argc - 2, argv + 2); }
   if (!strcmp(cmd, "sample")) { g_cmd = "sample"; return cmd_sample(argc - 2, argv + 2); }
+  if (!strcmp(cmd, "evaluate")) { g_cmd = "evaluate"; return cmd_evaluate(argc - 2, argv + 2); }
   if (!strcmp(cmd, "config")) { g_cmd = "config"; return cmd_config(argc - 2, argv + 2); }
   if (cmd[0] == '-') usage_error("unknown option '%s' (see 'teacher help')", cmd);
   usage_error("unknown command '%s' (see 'teacher help')", cmd);

@@ -59,7 +59,8 @@ TCH_API tch_status tch_trainer_planned_steps(const tch_trainer *t, uint64_t *out
  * otherwise). Energy envs: eval.log_z (importance-weighted), eval.elbo, eval.ess,
  * eval.delta_log_z (with a known log Z), and with exact target samples (built-ins, or a
  * host sample_reference) eval.eubo, eval.mean_log_likelihood and, for n <=
- * diffusion.eval_distance_max, eval.w1, eval.w2, eval.mmd. */
+ * diffusion.eval_distance_max, eval.w1, eval.w2, eval.mmd; GMM40 targets add eval.modes
+ * (components nearest to at least one sample) and eval.emc (entropic mode coverage). */
 TCH_API tch_status tch_trainer_evaluate(tch_trainer *t, size_t n_samples);
 
 /** Reads a metric by name:  "step", "loss.student", "logz.student", "loss.teacher", "logz.teacher",

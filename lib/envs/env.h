@@ -116,7 +116,9 @@ int tchi_gmm40_log_density(void *user, size_t n, size_t dim, const double *x, do
                            double *out_grad);
 int tchi_funnel_log_density(void *user, size_t n, size_t dim, const double *x, double *out_log_p,
                             double *out_grad);
-/* The component means (40 x dim, component-major) of a GMM40 env; NULL for any other env. */
+/* The component means (TCHI_GMM40_NCOMP x dim, component-major) of a GMM40 env; NULL for
+ * any other env. */
+#define TCHI_GMM40_NCOMP 40
 const double *tchi_gmm40_means(const tch_env *e, uint32_t *n_components);
 /* Mode coverage on a GMM40 env: counts[c] (40 entries) = samples whose nearest mean (the
  * most likely component: equal weights and scales; first on ties) is c, and *out_covered

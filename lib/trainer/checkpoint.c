@@ -303,9 +303,11 @@ static tch_status read_diff(tchi_reader *r, tchi_dtrainer *d)
       (s = tchi_get_f64(r, &d->last_ls_accept)) || (s = tchi_get_u64(r, &n_ev)))
     return s;
   if (set > 1 || (set && isnan(d->threshold))) return malformed(r, "threshold");
-  if (n_ev != DEVAL_N) return malformed(r, "evaluation results");
+  /* Checkpoints written before eval.modes and eval.emc existed hold the first fields only. */
+  if (n_ev != DEVAL_N && n_ev != TCHI_DEVAL_N_V1) return malformed(r, "evaluation results");
+  d->ev = (tchi_deval)TCHI_DEVAL_NAN;
   double *ev = (double *)&d->ev;
-  for (size_t i = 0; i < DEVAL_N; i++)
+  for (size_t i = 0; i < n_ev; i++)
     if ((s = tchi_get_f64(r, &ev[i]))) return s;
   d->threshold_set = (int)set;
   return TCH_OK;

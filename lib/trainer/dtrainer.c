@@ -223,7 +223,7 @@ tch_status tchi_dtrainer_create(tch_env *env, const tch_config *c, tch_trainer *
   d->teacher.last_loss = d->teacher.last_grad_norm = NAN;
   d->threshold = NAN;
   d->last_kept = d->last_teacher_added = d->last_ls_added = d->last_ls_accept = NAN;
-  d->ev = (tchi_deval){NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+  d->ev = (tchi_deval)TCHI_DEVAL_NAN;
   if ((s = c ? tch_config_clone(c, &t->cfg) : tch_config_create(&t->cfg))) goto fail;
   if ((s = tchi_trainer_resolve_defaults(env, t->cfg))) goto fail;
   const tch_config *cf = t->cfg;
@@ -811,7 +811,7 @@ tch_status tchi_dtrainer_evaluate(tch_trainer *t, size_t n)
 {
   tchi_dtrainer *d = t->diff;
   const size_t D = d->dim, K = d->eval_ll_k;
-  tchi_deval ev = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+  tchi_deval ev = TCHI_DEVAL_NAN;
   const int has_gt = t->env->builtin_sample || t->env->en.sample_reference;
   double *mx = NULL, *lw = NULL, *gt = NULL, *glr = NULL, *gw = NULL, *rep = NULL, *llw = NULL;
   tchi_dtraj tr;
@@ -827,6 +827,14 @@ tch_status tchi_dtrainer_evaluate(tch_trainer *t, size_t n)
   ev.elbo = tchi_elbo(n, lw);
   tchi_ess(n, lw, &ev.ess, &ev.ess_fraction);
   if (!isnan(t->env->en.log_Z)) ev.delta_log_z = t->env->en.log_Z - ev.log_z;
+  uint32_t n_comp = 0;
+  if (tchi_gmm40_means(t->env, &n_comp)) {
+    /* Mode coverage (spec §10): the nearest component of each sample. */
+    size_t counts[TCHI_GMM40_NCOMP], covered = 0;
+    if ((s = tchi_gmm40_mode_counts(t->env, n, mx, counts, &covered))) goto done;
+    ev.modes = (double)covered;
+    ev.emc = tchi_mode_entropy(n_comp, counts);
+  }
 
   if (has_gt) {
     if ((s = tchi_alloc_array(&gt, n, D * sizeof(double), 0, "target samples")) ||
@@ -880,6 +888,9 @@ static const char *const dmetric_names[] = {
   "skipped.teacher_batch", "skipped.teacher_update", "skipped.student", "eval.log_z",
   "eval.elbo", "eval.eubo", "eval.ess", "eval.ess_fraction", "eval.delta_log_z",
   "eval.mean_log_likelihood", "eval.w1", "eval.w2", "eval.mmd",
+  /* GMM40 targets only (NaN otherwise): components that are the nearest of at least one
+   * evaluation sample, and the entropic mode coverage of those nearest-component counts */
+  "eval.modes", "eval.emc",
   /* Reinforced SMC (dsmc.c; NaN otherwise): loss parts, the last SMC sweep's log Z-hat,
    * resampling events and output ESS_n, sweeps so far, the IW buffer's last draw */
   "smc.loss.tb", "smc.loss.subtb", "smc.log_z_hat", "smc.resamples", "smc.ess", "smc.sweeps",
@@ -939,6 +950,8 @@ tch_status tchi_dtrainer_metric(const tch_trainer *t, const char *name, double *
   else if (!strcmp(name, "eval.w1")) *out = e->w1;
   else if (!strcmp(name, "eval.w2")) *out = e->w2;
   else if (!strcmp(name, "eval.mmd")) *out = e->mmd;
+  else if (!strcmp(name, "eval.modes")) *out = e->modes;
+  else if (!strcmp(name, "eval.emc")) *out = e->emc;
   else return tchi_fail(TCH_E_ARG, "unknown metric '%s'", name);
   return TCH_OK;
 }

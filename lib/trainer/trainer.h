@@ -123,11 +123,16 @@ typedef struct tchi_dlearner {
   double last_loss, last_grad_norm;
 } tchi_dlearner;
 
-/* Evaluation results (tch_trainer_evaluate): NaN until computed / when not available. */
+/* Evaluation results (tch_trainer_evaluate): NaN until computed / when not available.
+ * Checkpoints store them as a counted array of doubles in this order; fields are only ever
+ * appended (older checkpoints hold a prefix: TCHI_DEVAL_N_V1 of them). */
 typedef struct tchi_deval {
   double log_z, elbo, eubo, ess, ess_fraction, delta_log_z, mean_log_likelihood;
   double w1, w2, mmd;
+  double modes, emc;   /* GMM40 only: components holding a sample, entropic mode coverage */
 } tchi_deval;
+#define TCHI_DEVAL_N_V1 10   /* the fields before modes and emc */
+#define TCHI_DEVAL_NAN {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN}
 
 struct tchi_dtrainer {
   tchi_dmode mode;

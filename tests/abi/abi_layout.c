@@ -43,6 +43,8 @@ int main(void)
   FIELD(tch_smc_desc, resample_threshold);
   FIELD(tch_smc_desc, target_ess);
   FIELD(tch_smc_desc, unbiased);
+  FIELD(tch_smc_desc, mala_step);
+  FIELD(tch_smc_desc, mala_steps);
   printf("sizeof tch_seqpa_env_desc %zu\n", sizeof(tch_seqpa_env_desc));
   FIELD(tch_seqpa_env_desc, struct_size);
   FIELD(tch_seqpa_env_desc, len);
@@ -82,5 +84,9 @@ int main(void)
   CONST(TCH_SMC_RESAMPLER_SYSTEMATIC);
   CONST(TCH_SMC_RESAMPLER_STRATIFIED);
   CONST(TCH_SMC_RESAMPLER_MULTINOMIAL);
+  CONST(TCH_SOURCE_STUDENT);
+  CONST(TCH_SOURCE_TEACHER);
+  CONST(TCH_SOURCE_BUFFER);
+  CONST(TCH_SOURCE_SMC);
   return 0;
 }

@@ -16,7 +16,7 @@
 #include <string.h>
 #include "envs/env.h"
 
-#define GMM40_NCOMP 40
+#define GMM40_NCOMP TCHI_GMM40_NCOMP
 #define GMM40_LOC_SCALE 40.0
 #define GMM40_MEANS_SEED 0u
 #define GMM40_MEANS_STREAM 40u
