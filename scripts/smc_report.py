@@ -21,6 +21,11 @@ scripts/summarize_grid.py's records reader. Per target, three tables:
 3. Training diagnostics of the last record: SMC sweeps, the last sweep's log Z-hat and
    ESS, the Teacher's batches, the mean and log-mean-exp of its last batch's log-IWs (under
    its own q), its loss and log Z.
+4. GMM40 only: mode coverage of each finished run's final sampler, eval.modes (components
+   of 40 that are the nearest of at least one evaluation sample) and eval.emc (entropic
+   mode coverage), mean +- sd over seeds; from the final record, or, for runs written
+   before those metrics existed, from DIR/NAME_sSEED.eval.csv (`teacher evaluate` of the
+   run's final checkpoint: the same evaluation, step and samples as the final record).
 
 Runs whose last record is not final (interrupted, still running, stopped by --until) are
 listed but left out of table 1. With --update FILE the tables replace what lies between the
@@ -190,6 +195,46 @@ def diag_table(runs, target, rows):
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + body + [""])
 
 
+def final_eval(path, rec):
+    """The final evaluation of a finished run with its mode metrics: the final record if it
+    has eval.modes, else the record of NAME_sS.eval.csv beside it (`teacher evaluate` of
+    the final checkpoint) if that is of the same step; None otherwise."""
+    if not math.isnan(rec.get("eval.modes", NAN)):
+        return rec
+    side = re.sub(r"\.(csv|jsonl)$", ".eval.csv", path)
+    if not os.path.exists(side):
+        return None
+    ev = sg.last_record(side)
+    if not ev or ev.get("step") != rec.get("step"):
+        sys.stderr.write("smc_report: %s is not of the run's final step; ignored\n" % side)
+        return None
+    return ev
+
+
+def modes_table(runs, target, rows):
+    if target != "gmm40":
+        return []
+    body = []
+    for method, label in rows:
+        done = sorted(runs["smc_%s_%s" % (target, method)]["done"], key=lambda x: x[0])
+        evs = [(seed, final_eval(path, rec)) for seed, path, rec in done]
+        evs = [(seed, ev) for seed, ev in evs if ev]
+        if not evs:
+            continue
+        body.append("| " + " | ".join(
+            [label, ",".join(str(sd) for sd, _ in evs),
+             fmt([ev.get("eval.modes", NAN) for _, ev in evs], "{:.1f}"),
+             " ".join("%.0f" % ev.get("eval.modes", NAN) for _, ev in evs),
+             fmt([ev.get("eval.emc", NAN) for _, ev in evs], "{:.3f}")]) + " |")
+    if not body:
+        return []
+    head = ["method", "seeds", "modes covered (of 40)", "per seed", "EMC"]
+    return (["Mode coverage of the final sampler (2000 samples of the final evaluation; a "
+             "component is covered when it is the nearest of at least one sample; EMC = "
+             "entropy of the nearest-component histogram / log 40, 1 = uniform over the 40):\n",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + body + [""])
+
+
 def tables(runs, last):
     out = []
     for target, title, log_z in TARGETS:
@@ -201,6 +246,7 @@ def tables(runs, last):
                    "seeds):\n" % last)
         out += final_table(runs, target, log_z, rows, last)
         out.append("")
+        out += modes_table(runs, target, rows)
         out += curve_table(runs, target, log_z, rows)
         out += diag_table(runs, target, rows)
     if not out:
