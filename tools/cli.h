@@ -13,6 +13,9 @@ double tcli_now(void);
 void tcli_format_duration(char *buf, size_t len, double seconds);
 /* A metric by name, NaN if the trainer does not define it. */
 double tcli_metric(const tch_trainer *t, const char *name);
+/* One metric value as the metrics files write it: %.17g; non-finite values nan/inf/-inf in
+ * CSV, null in JSON. */
+void tcli_put_value(FILE *f, double v, int json);
 
 /* ---- metrics file (metrics.c) ----------------------------------------------------------
  * One record per line: every metric of tch_trainer_next_metric, then "wall_s" (wall-clock

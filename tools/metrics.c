@@ -256,7 +256,7 @@ fail:
   return -1;
 }
 
-static void put_value(FILE *f, double v, int json)
+void tcli_put_value(FILE *f, double v, int json)
 {
   if (isnan(v)) fputs(json ? "null" : "nan", f);
   else if (isinf(v)) fputs(json ? "null" : v > 0 ? "inf" : "-inf", f);
@@ -274,7 +274,7 @@ int tcli_metrics_write(tcli_metrics *m, const tch_trainer *tr, double wall_s, in
     /* eval.* hold the trainer's last evaluation, which may be many steps old: only the
      * records written right after one carry them. */
     const int stale = !with_eval && strncmp(m->names[i], "eval.", 5) == 0;
-    put_value(m->f, stale ? NAN : tcli_metric(tr, m->names[i]), json);
+    tcli_put_value(m->f, stale ? NAN : tcli_metric(tr, m->names[i]), json);
   }
   if (json) fprintf(m->f, ",\"wall_s\":%.3f,\"final\":%d}\n", wall_s, final ? 1 : 0);
   else fprintf(m->f, "%s%.3f,%d\n", m->n ? "," : "", wall_s, final ? 1 : 0);

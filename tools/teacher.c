@@ -231,6 +231,14 @@ static uint64_t parse_u64(const char *opt, const char *text)
 }
 
 /* --set KEY=VALUE; a bad key or value is a command-line error (exit 2). */
+/* --format csv|jsonl: 1 for jsonl. */
+static int parse_jsonl_format(const char *text)
+{
+  if (strcmp(text, "csv") == 0) return 0;
+  if (strcmp(text, "jsonl") == 0) return 1;
+  usage_error("--format: '%s' is not csv or jsonl", text);
+}
+
 static void apply_set(tch_config *c, const char *kv)
 {
   const char *eq = strchr(kv, '=');
@@ -1034,11 +1042,7 @@ static int cmd_sample(int argc, char **argv)
       break;
     case O_N: n = parse_u64("-n", v); break;
     case O_SEED: seed = parse_u64("--seed", v); break;
-    case O_FORMAT:
-      if (strcmp(v, "csv") == 0) so.jsonl = 0;
-      else if (strcmp(v, "jsonl") == 0) so.jsonl = 1;
-      else usage_error("--format: '%s' is not csv or jsonl", v);
-      break;
+    case O_FORMAT: so.jsonl = parse_jsonl_format(v); break;
     case O_HEADER: so.header = 1; break;
     case O_SET: sets[n_sets++] = v; break;
     case O_CKPT: ckpt_path = v; break;
@@ -1168,11 +1172,7 @@ static int cmd_evaluate(int argc, char **argv)
       positional[n_positional++] = v;
       break;
     case O_N: n = parse_int("-n", v, 1, (int64_t)1 << 32); break;
-    case O_FORMAT:
-      if (strcmp(v, "csv") == 0) jsonl = 0;
-      else if (strcmp(v, "jsonl") == 0) jsonl = 1;
-      else usage_error("--format: '%s' is not csv or jsonl", v);
-      break;
+    case O_FORMAT: jsonl = parse_jsonl_format(v); break;
     case O_SET: sets[n_sets++] = v; break;
     default: break;
     }
@@ -1223,15 +1223,9 @@ static int cmd_evaluate(int argc, char **argv)
   else
     for (size_t i = 0; i < k; i++) printf("%s%s", names[i], i + 1 < k ? "," : "\n");
   for (size_t i = 0; i < k; i++) {
-    const double x = tcli_metric(tr, names[i]);
-    if (jsonl) {
-      printf("%s\"%s\":", i ? "," : "", names[i]);
-      print_json_double(x);
-    } else {
-      if (i) putchar(',');
-      if (isfinite(x)) printf("%.17g", x);
-      else fputs(isnan(x) ? "nan" : x > 0 ? "inf" : "-inf", stdout);
-    }
+    if (jsonl) printf("%s\"%s\":", i ? "," : "", names[i]);
+    else if (i) putchar(',');
+    tcli_put_value(stdout, tcli_metric(tr, names[i]), jsonl);
   }
   puts(jsonl ? "}" : "");
   if (fflush(stdout) != 0 || ferror(stdout)) {
